@@ -1,0 +1,1 @@
+"""Adapters: the one place where the checker side drives an implementation."""

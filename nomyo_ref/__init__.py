@@ -1,0 +1,1 @@
+"""nomyo_ref: the reference client of the NOMYO secure completion protocol v1.0."""
