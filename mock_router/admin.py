@@ -1,0 +1,97 @@
+"""The admin endpoints (``--admin`` / ``MockRouter(admin=True)``): script a running router
+from outside the process.
+
+They are absent (404) unless switched on, because ``GET /_mock/seen`` shows the decrypted
+requests: a person who starts the router with ``--admin`` on their own machine asks for that.
+The Authorization header is always shown as ``<redacted>``.
+
+- ``POST /_mock/scenarios``: body ``{"scenarios": [{...}, ...]}`` or a bare list; each item is
+  ``{"kind": ..., "times": 1, "path": "/v1/chat/secure_completion", ...}`` with, per kind:
+  status ``code``, ``body``, ``content_type``, ``headers``; payload_id ``value``; tamper
+  ``field``; package ``overrides`` (object); plaintext ``raw`` (text, sent as UTF-8);
+  completion ``obj``; delay ``seconds``; no_metadata, wrong_recipient, drop: nothing.
+  Answers ``{"queued": N, "pending": [...]}``; 400 with a detail for a bad description.
+- ``GET /_mock/scenarios``: ``{"pending": [{..., "remaining": N}]}``.
+- ``GET /_mock/seen?limit=N``: ``{"seen": [...], "dropped": M}`` (the last N, default all).
+- ``POST /_mock/reset``: clear scenarios and the record.
+- ``POST /_mock/rotate-key``: new server key; answers ``{"fingerprint": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .scenarios import Scenario
+
+if TYPE_CHECKING:
+    from .router import MockRouter
+
+MAX_ADMIN_BODY = 16 * 1024 * 1024
+
+
+def _dump(obj: object) -> Response:
+    """JSON that never fails: ASCII-escaped (lone surrogates survive), NaN allowed."""
+    return Response(json.dumps(obj, ensure_ascii=True, allow_nan=True),
+                    media_type="application/json")
+
+
+def _pending(router: MockRouter) -> list[dict[str, object]]:
+    return [{**sc.describe(), "remaining": n} for sc, n in router.scenarios.pending()]
+
+
+def admin_routes(router: MockRouter) -> list[Route]:
+    """The /_mock/* routes bound to ``router``."""
+
+    async def push(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_ADMIN_BODY:
+            return JSONResponse({"detail": "admin request too large"}, status_code=413)
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return JSONResponse({"detail": "body is not UTF-8 JSON"}, status_code=400)
+        items = data.get("scenarios") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            return JSONResponse({"detail": "expected {\"scenarios\": [...]} or a list"},
+                                status_code=400)
+        try:
+            scenarios = [Scenario.from_description(item) for item in items]
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        router.push(*scenarios)
+        return _dump({"queued": len(scenarios), "pending": _pending(router)})
+
+    async def pending(request: Request) -> Response:
+        return _dump({"pending": _pending(router)})
+
+    async def seen(request: Request) -> Response:
+        items = router.seen
+        limit = request.query_params.get("limit")
+        if limit is not None:
+            if not limit.isdigit():
+                return JSONResponse({"detail": "limit must be a non-negative integer"},
+                                    status_code=400)
+            items = items[len(items) - int(limit):] if int(limit) else []
+        return _dump({"seen": [s.to_json() for s in items], "dropped": router.record.dropped})
+
+    async def reset(request: Request) -> JSONResponse:
+        router.reset()
+        return JSONResponse({"reset": True})
+
+    async def rotate(request: Request) -> JSONResponse:
+        fp = await anyio.to_thread.run_sync(router.rotate_key)
+        return JSONResponse({"fingerprint": fp})
+
+    return [
+        Route("/_mock/scenarios", push, methods=["POST"]),
+        Route("/_mock/scenarios", pending, methods=["GET"]),
+        Route("/_mock/seen", seen, methods=["GET"]),
+        Route("/_mock/reset", reset, methods=["POST"]),
+        Route("/_mock/rotate-key", rotate, methods=["POST"]),
+    ]

@@ -1,0 +1,150 @@
+"""Hybrid encryption of v1.0 packages, built on ``cryptography`` primitives only.
+
+The router must never share code with the clients it checks (the independence rule), so this
+is a separate, deliberately small implementation of the wire format: AES-256-GCM (no AAD, tag
+carried on its own) under a fresh key and nonce, the key wrapped with RSA-OAEP
+(SHA-256, MGF1-SHA-256, no label).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+VERSION = "1.0"
+ALGORITHM = "hybrid-aes256-rsa4096"
+KEY_ALGORITHM = "RSA-OAEP-SHA256"
+PAYLOAD_ALGORITHM = "AES-256-GCM"
+NONCE_SIZE = 12
+TAG_SIZE = 16
+AES_KEY_SIZE = 32
+MIN_CLIENT_KEY_BITS = 2048
+#: A client key larger than this is refused: a mock should not spend unbounded CPU on
+#: whatever key size a caller invents.
+MAX_CLIENT_KEY_BITS = 16384
+
+_OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(),
+                     label=None)
+
+
+class DecryptionFailed(Exception):
+    """One opaque failure for every step of decryption (RSA, key length, GCM)."""
+
+
+def generate_key(key_size: int = 4096) -> rsa.RSAPrivateKey:
+    """A fresh RSA key with the protocol's public exponent."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+
+
+def public_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
+    """SubjectPublicKeyInfo PEM text of a key (what /pki/public_key serves)."""
+    pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    return pub.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+
+def fingerprint(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
+    """Lower-case hex SHA-256 of the DER SubjectPublicKeyInfo (the pinning fingerprint)."""
+    pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    der = pub.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def load_private_key_file(path: str | os.PathLike[str],
+                          password: bytes | None = None) -> rsa.RSAPrivateKey:
+    """Load an RSA private key from a PEM file; ValueError when it is not one."""
+    data = Path(path).read_bytes()
+    key = serialization.load_pem_private_key(data, password=password)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{path}: not an RSA private key")
+    return key
+
+
+def save_private_key_file(key: rsa.RSAPrivateKey, path: str | os.PathLike[str]) -> Path:
+    """Write the key as unencrypted PKCS#8 PEM, mode 0600, atomically (no half-written key)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+@functools.lru_cache(maxsize=64)
+def parse_client_public_key(pem: str) -> rsa.RSAPublicKey:
+    """Parse a client's PEM once (the same client sends the same key every request).
+
+    Raises ValueError with a message fit for a 400 detail. Cached by PEM text; failures are
+    not cached (lru_cache does not cache exceptions).
+    """
+    try:
+        key = serialization.load_pem_public_key(pem.encode("utf-8"))
+    except Exception as exc:  # cryptography raises ValueError or UnsupportedAlgorithm
+        raise ValueError("X-Public-Key is not a PEM public key") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("X-Public-Key is not an RSA public key")
+    if key.key_size < MIN_CLIENT_KEY_BITS:
+        raise ValueError(f"X-Public-Key is too small: {key.key_size} bits "
+                         f"(minimum {MIN_CLIENT_KEY_BITS})")
+    if key.key_size > MAX_CLIENT_KEY_BITS:
+        raise ValueError(f"X-Public-Key is too large: {key.key_size} bits "
+                         f"(maximum {MAX_CLIENT_KEY_BITS})")
+    return key
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 with padding, as text."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def decrypt(private_key: rsa.RSAPrivateKey, encrypted_aes_key: bytes, ciphertext: bytes,
+            nonce: bytes, tag: bytes) -> bytes:
+    """Unwrap the AES key and open the GCM box; any failure is DecryptionFailed."""
+    try:
+        aes_key = private_key.decrypt(encrypted_aes_key, _OAEP)
+        if len(aes_key) != AES_KEY_SIZE:
+            raise DecryptionFailed
+        return AESGCM(aes_key).decrypt(nonce, ciphertext + tag, None)
+    except DecryptionFailed:
+        raise
+    except Exception as exc:
+        raise DecryptionFailed from exc
+
+
+def encrypt(public_key: rsa.RSAPublicKey, plaintext: bytes) -> dict[str, object]:
+    """Build a v1.0 package (without processed_at) holding ``plaintext`` for ``public_key``."""
+    aes_key = AESGCM.generate_key(bit_length=256)
+    nonce = secrets.token_bytes(NONCE_SIZE)
+    sealed = AESGCM(aes_key).encrypt(nonce, plaintext, None)
+    ciphertext, tag = sealed[:-TAG_SIZE], sealed[-TAG_SIZE:]
+    return {
+        "version": VERSION,
+        "algorithm": ALGORITHM,
+        "encrypted_payload": {"ciphertext": b64(ciphertext), "nonce": b64(nonce),
+                              "tag": b64(tag)},
+        "encrypted_aes_key": b64(public_key.encrypt(aes_key, _OAEP)),
+        "key_algorithm": KEY_ALGORITHM,
+        "payload_algorithm": PAYLOAD_ALGORITHM,
+    }
+
+
+def hashlib_sha256_hex(text: str) -> str:
+    """SHA-256 hex of a text (deterministic ids derived from the payload id)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()

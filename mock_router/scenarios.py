@@ -1,0 +1,198 @@
+"""Scripted answers: what the next requests to an endpoint get instead of the normal answer.
+
+A scenario is queued with ``MockRouter.push`` and used by the next requests to its path, in
+FIFO order, ``times`` times each. A scenario is used up by a request to its path whatever that
+request looks like (a refused request uses up a response-shaping scenario too): the rule is
+simple and deterministic, so a test knows exactly which request got what.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+KEY_PATH = "/pki/public_key"
+POST_PATH = "/v1/chat/secure_completion"
+TAMPER_FIELDS = ("ciphertext", "tag", "nonce", "encrypted_aes_key")
+
+KINDS = ("status", "payload_id", "no_metadata", "tamper", "package", "plaintext",
+         "wrong_recipient", "completion", "delay", "drop")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scripted answer. Build it with the class methods, not the constructor."""
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    times: int = 1
+    path: str = POST_PATH
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown scenario kind {self.kind!r}")
+        if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
+            raise ValueError("times must be a positive integer")
+        if self.path not in (KEY_PATH, POST_PATH):
+            raise ValueError(f"path must be {KEY_PATH!r} or {POST_PATH!r}")
+        if self.path == KEY_PATH and self.kind not in ("status", "delay", "drop"):
+            raise ValueError(f"scenario {self.kind!r} only applies to {POST_PATH}")
+
+    # -- constructors (the contract) -----------------------------------------------------
+    @classmethod
+    def status(cls, code: int, body: Any = None, *, content_type: str | None = None,
+               headers: dict[str, str] | None = None, path: str = POST_PATH,
+               times: int = 1) -> Scenario:
+        """A raw answer: ``body`` is bytes, str, any JSON value, or None (empty body)."""
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise ValueError("status code must be an integer from 100 to 599")
+        return cls("status", {"code": code, "body": copy.deepcopy(body),
+                              "content_type": content_type, "headers": dict(headers or {})},
+                   times, path)
+
+    @classmethod
+    def payload_id(cls, value: str | None, *, times: int = 1) -> Scenario:
+        """Bind the answer to another payload id (None: leave ``payload_id`` out)."""
+        return cls("payload_id", {"value": value}, times)
+
+    @classmethod
+    def no_metadata(cls, *, times: int = 1) -> Scenario:
+        """An answer whose plaintext has no ``_metadata`` at all."""
+        return cls("no_metadata", {}, times)
+
+    @classmethod
+    def tamper(cls, field: str, *, times: int = 1) -> Scenario:
+        """Flip one bit of a crypto field of the answer (the client must refuse it)."""
+        if field not in TAMPER_FIELDS:
+            raise ValueError(f"tamper field must be one of {', '.join(TAMPER_FIELDS)}")
+        return cls("tamper", {"field": field}, times)
+
+    @classmethod
+    def package(cls, *, times: int = 1, **overrides: Any) -> Scenario:
+        """Override top-level package fields of the answer; a value of None deletes it."""
+        return cls("package", {"overrides": copy.deepcopy(overrides)}, times)
+
+    @classmethod
+    def plaintext(cls, raw: bytes, *, times: int = 1) -> Scenario:
+        """Encrypt exactly these bytes as the answer's plaintext (no metadata added)."""
+        if not isinstance(raw, (bytes, bytearray)):
+            raise TypeError("raw plaintext must be bytes")
+        return cls("plaintext", {"raw": bytes(raw)}, times)
+
+    @classmethod
+    def wrong_recipient(cls, *, times: int = 1) -> Scenario:
+        """Encrypt the answer to a key other than the client's."""
+        return cls("wrong_recipient", {}, times)
+
+    @classmethod
+    def completion(cls, obj: dict[str, Any], *, times: int = 1) -> Scenario:
+        """Answer with this completion; the standard ``_metadata`` is still added (keys the
+        object's own ``_metadata`` sets win)."""
+        if not isinstance(obj, dict):
+            raise TypeError("completion must be a dict")
+        return cls("completion", {"obj": copy.deepcopy(obj)}, times)
+
+    @classmethod
+    def delay(cls, seconds: float, *, path: str = POST_PATH, times: int = 1) -> Scenario:
+        """Wait this long, then answer normally."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValueError("delay must be a non-negative number of seconds")
+        return cls("delay", {"seconds": float(seconds)}, times, path)
+
+    @classmethod
+    def drop(cls, *, path: str = POST_PATH, times: int = 1) -> Scenario:
+        """Drop the connection without a complete answer."""
+        return cls("drop", {}, times, path)
+
+    # -- description for humans and the admin endpoint ----------------------------------
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description (the admin format, bytes shown as latin-1 text)."""
+        out: dict[str, Any] = {"kind": self.kind, "times": self.times, "path": self.path}
+        for key, value in self.params.items():
+            if isinstance(value, bytes):
+                out[key] = value.decode("latin-1")
+            else:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_description(cls, desc: Any) -> Scenario:
+        """Build a scenario from the admin endpoint's JSON (ValueError naming the problem)."""
+        if not isinstance(desc, dict):
+            raise ValueError("each scenario must be a JSON object")
+        desc = dict(desc)
+        kind = desc.pop("kind", None)
+        times = desc.pop("times", 1)
+        path = desc.pop("path", POST_PATH)
+        try:
+            if kind == "status":
+                return cls.status(desc.pop("code"), desc.pop("body", None),
+                                  content_type=desc.pop("content_type", None),
+                                  headers=desc.pop("headers", None), path=path, times=times)
+            if kind == "payload_id":
+                return cls.payload_id(desc.pop("value"), times=times)
+            if kind == "no_metadata":
+                return cls.no_metadata(times=times)
+            if kind == "tamper":
+                return cls.tamper(desc.pop("field"), times=times)
+            if kind == "package":
+                overrides = desc.pop("overrides", {})
+                if not isinstance(overrides, dict):
+                    raise ValueError("package overrides must be an object")
+                return cls.package(times=times, **overrides)
+            if kind == "plaintext":
+                raw = desc.pop("raw")
+                if not isinstance(raw, str):
+                    raise ValueError("plaintext raw must be a string")
+                return cls.plaintext(raw.encode("utf-8"), times=times)
+            if kind == "wrong_recipient":
+                return cls.wrong_recipient(times=times)
+            if kind == "completion":
+                return cls.completion(desc.pop("obj"), times=times)
+            if kind == "delay":
+                return cls.delay(desc.pop("seconds"), path=path, times=times)
+            if kind == "drop":
+                return cls.drop(path=path, times=times)
+        except KeyError as exc:
+            raise ValueError(f"scenario {kind!r} needs {exc.args[0]!r}") from None
+        except TypeError as exc:
+            raise ValueError(f"scenario {kind!r}: {exc}") from None
+        raise ValueError(f"unknown scenario kind {kind!r}; one of {', '.join(KINDS)}")
+
+
+class ScenarioQueue:
+    """Thread-safe FIFO of scenarios with their remaining uses."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[list[Any]] = deque()  # [scenario, remaining]
+
+    def push(self, *scenarios: Scenario) -> None:
+        for sc in scenarios:
+            if not isinstance(sc, Scenario):
+                raise TypeError(f"expected a Scenario, got {type(sc).__name__}")
+        with self._lock:
+            self._items.extend([sc, sc.times] for sc in scenarios)
+
+    def take(self, path: str) -> Scenario | None:
+        """The first queued scenario for ``path`` (one use of it), or None."""
+        with self._lock:
+            for item in self._items:
+                if item[0].path == path:
+                    item[1] -= 1
+                    if item[1] <= 0:
+                        self._items.remove(item)
+                    return item[0]
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def pending(self) -> list[tuple[Scenario, int]]:
+        """A snapshot: (scenario, remaining uses) in queue order."""
+        with self._lock:
+            return [(sc, n) for sc, n in self._items]
