@@ -1,0 +1,378 @@
+"""The sans-IO core of protocol v1.0: requests in, bytes out; bytes in, results out.
+
+Pure functions, no sockets, no HTTP library: the I/O shell (``client.py``) moves the bytes.
+That is what lets the tests drive every status and every body shape without a server.
+
+* ``build_chat_request`` / ``build_key_request``: method, URL, headers and body of a call.
+* ``parse_server_key``: the answer of ``GET /pki/public_key`` (checked, optionally pinned).
+* ``open_response``: a 200 body into the completion dict (structure, then crypto, then
+  binding), or the documented exception.
+* ``error_for_status``: any non-200 answer into the right exception, whatever its body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from . import crypto, keys, secure_memory
+from .errors import (
+    APIError,
+    AuthenticationError,
+    ForbiddenError,
+    InvalidRequestError,
+    RateLimitError,
+    SecurityError,
+    ServerError,
+    ServiceUnavailableError,
+)
+
+logger = logging.getLogger("nomyo_ref")
+
+PUBLIC_KEY_PATH = "/pki/public_key"
+COMPLETION_PATH = "/v1/chat/secure_completion"
+SECURITY_TIERS = ("standard", "high", "maximum")
+#: Keys that choose the target or travel as headers; never inside the encrypted payload.
+NON_PAYLOAD_KEYS = frozenset({"security_tier", "api_key", "base_url"})
+MAX_PLAINTEXT_BYTES = 10 * 1024 * 1024
+#: Largest 200 body read (a 10 MiB plaintext is ~14 MiB as base64 JSON).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: How much of an error body is read and parsed (bounded memory, yet room for any sane
+#: ``{"detail": ...}``; anything longer is cut and then treated as text).
+MAX_ERROR_BYTES = 1024 * 1024
+#: How much of the server key answer is read (a 16384-bit key PEM is ~2.8 KiB).
+MAX_KEY_BYTES = 64 * 1024
+MAX_DETAIL_CHARS = 1024
+
+
+_NOT_JSON = object()
+
+
+@dataclass(frozen=True)
+class HTTPRequest:
+    """One HTTP request, ready for any transport."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+# --- validation of what goes into headers ------------------------------------------------
+
+def _visible_ascii(value: str) -> bool:
+    return all(0x21 <= ord(ch) <= 0x7E for ch in value)
+
+
+def check_security_tier(tier: object) -> str | None:
+    """None, or one of standard|high|maximum; anything else is a ValueError."""
+    if tier is None:
+        return None
+    if not isinstance(tier, str) or tier not in SECURITY_TIERS:
+        raise ValueError("invalid security_tier: must be one of " + ", ".join(SECURITY_TIERS))
+    return tier
+
+
+def check_api_key(api_key: object) -> str | None:
+    """None/empty, or a token of visible ASCII (no CR/LF, no spaces): else ValueError.
+
+    The message never repeats the key.
+    """
+    if api_key is None or api_key == "":
+        return None
+    if not isinstance(api_key, str):
+        raise ValueError("api_key must be a string")
+    if not _visible_ascii(api_key):
+        raise ValueError("api_key contains characters not allowed in an HTTP header "
+                         "(only visible ASCII, no spaces, CR or LF)")
+    return api_key
+
+
+def check_payload_id(payload_id: object) -> str:
+    """1..128 visible ASCII characters (what a server accepts as X-Payload-ID)."""
+    if not isinstance(payload_id, str) or not 1 <= len(payload_id) <= 128 \
+            or not _visible_ascii(payload_id):
+        raise ValueError("payload_id must be 1 to 128 visible ASCII characters")
+    return payload_id
+
+
+def new_payload_id() -> str:
+    """A fresh random UUIDv4 in its canonical lower-case 36-character form."""
+    return str(uuid.uuid4())
+
+
+# --- the request ---------------------------------------------------------------------------
+
+def build_payload(model: Any, messages: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The request plaintext object: model, messages and every other parameter unchanged.
+
+    ValueError for a model that is not a non-empty string, messages that are not a list, or
+    one of the keys that must never be encrypted (security_tier, api_key, base_url: the
+    caller consumes those first).
+    """
+    if not isinstance(model, str) or not model:
+        raise ValueError("model must be a non-empty string")
+    if not isinstance(messages, list):
+        raise ValueError("messages must be a list of message objects")
+    leaked = NON_PAYLOAD_KEYS.intersection(params)
+    if leaked:
+        raise ValueError(f"{', '.join(sorted(leaked))} must not be part of the payload")
+    return {"model": model, "messages": messages, **params}
+
+
+def serialise_payload(payload: Any) -> bytearray:
+    """UTF-8 JSON of the payload in a bytearray (so it can be zeroed), size-checked.
+
+    ValueError for a non-object, something JSON cannot express (NaN, lone surrogates, other
+    types), a forbidden key, or more than 10 MiB.
+    """
+    if not isinstance(payload, dict):
+        raise ValueError("payload must be a dict (a JSON object)")
+    if not payload:
+        raise ValueError("payload must not be empty")
+    leaked = NON_PAYLOAD_KEYS.intersection(k for k in payload if isinstance(k, str))
+    if leaked:
+        raise ValueError(f"payload must not contain {', '.join(sorted(leaked))}: these travel "
+                         "as headers or configure the client")
+    if "stream" in payload and payload["stream"] is not False:
+        raise ValueError("stream must be False or absent: encrypted inference does not stream")
+    data: bytearray | None = None
+    failure = ""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        data = bytearray(text.encode("utf-8"))
+        del text
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
+        failure = type(exc).__name__
+    if data is None:
+        # Raised outside the except block: the chain must not carry payload text (LOG-3).
+        raise ValueError(f"payload cannot be serialised as JSON ({failure})")
+    if len(data) > MAX_PLAINTEXT_BYTES:
+        size = len(data)
+        secure_memory.zero(data)
+        raise ValueError(f"payload too large: {size} bytes (max {MAX_PLAINTEXT_BYTES})")
+    return data
+
+
+def build_key_request(base_url: str) -> HTTPRequest:
+    """``GET {base}/pki/public_key``."""
+    return HTTPRequest("GET", base_url + PUBLIC_KEY_PATH, {"Accept": "application/x-pem-file, "
+                                                           "text/plain, */*"})
+
+
+def build_chat_request(
+    base_url: str,
+    package: bytes,
+    payload_id: str,
+    client_public_pem: str,
+    api_key: str | None = None,
+    security_tier: str | None = None,
+) -> HTTPRequest:
+    """``POST {base}/v1/chat/secure_completion`` with the protocol's headers."""
+    headers = {
+        "X-Payload-ID": check_payload_id(payload_id),
+        "X-Public-Key": quote(client_public_pem),
+        "Content-Type": "application/octet-stream",
+    }
+    token = check_api_key(api_key)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    tier = check_security_tier(security_tier)
+    if tier is not None:
+        headers["X-Security-Tier"] = tier
+    return HTTPRequest("POST", base_url + COMPLETION_PATH, headers, bytes(package))
+
+
+# --- the server key ------------------------------------------------------------------------
+
+def parse_server_key(
+    status: int, body: bytes, pinned_sha256: str | None = None
+) -> tuple[rsa.RSAPublicKey, str]:
+    """The checked server key and its PEM text from a key-endpoint answer.
+
+    Non-200 → the status's exception; not a PEM RSA key of at least 2048 bits, or a
+    fingerprint not matching the pin → SecurityError (nothing may be encrypted to it).
+    """
+    if status != 200:
+        raise error_for_status(status, body)
+    if len(body) > MAX_KEY_BYTES:
+        raise SecurityError("server public key answer is too large")
+    problem: str | None = None
+    key: rsa.RSAPublicKey | None = None
+    try:
+        key = keys.parse_public_pem(body.decode("utf-8").strip(), "server public key")
+    except UnicodeDecodeError:
+        problem = "server public key is not UTF-8 PEM text"
+    except ValueError as exc:
+        problem = str(exc)
+    if key is None:
+        raise SecurityError(problem or "server public key is unusable")
+    if pinned_sha256 is not None:
+        actual = keys.fingerprint(key)
+        if actual != pinned_sha256:
+            raise SecurityError(
+                f"server public key does not match the pinned fingerprint (got {actual})"
+            )
+    return key, keys.public_pem(key)
+
+
+# --- the 200 answer ------------------------------------------------------------------------
+
+def parse_package(body: bytes | bytearray) -> tuple[dict[str, Any], crypto.SealedFields]:
+    """Structure checks of a response package, before any decryption (all ValueError).
+
+    Version and algorithm are checked here so a downgraded package is refused before its
+    fields are even decoded.
+    """
+    if not isinstance(body, bytes | bytearray):
+        raise ValueError("encrypted response must be bytes")
+    if not body:
+        raise ValueError("empty response body")
+    if len(body) > MAX_RESPONSE_BYTES:
+        raise ValueError("response body too large")
+    package: Any = _NOT_JSON
+    with contextlib.suppress(UnicodeDecodeError, ValueError, RecursionError):
+        package = json.loads(bytes(body).decode("utf-8"))
+    if package is _NOT_JSON:
+        raise ValueError("response is not a JSON package")
+    if not isinstance(package, dict):
+        raise ValueError("response package is not a JSON object")
+    for name in ("version", "algorithm", "encrypted_aes_key"):
+        if not isinstance(package.get(name), str):
+            raise ValueError(f"response package field {name!r} is missing or not a string")
+    if package["version"] != crypto.VERSION:
+        raise ValueError(f"unsupported package version (expected {crypto.VERSION!r})")
+    if package["algorithm"] != crypto.ALGORITHM:
+        raise ValueError(f"unsupported package algorithm (expected {crypto.ALGORITHM!r})")
+    sealed = package.get("encrypted_payload")
+    if not isinstance(sealed, dict):
+        raise ValueError("response package field 'encrypted_payload' is missing or not an "
+                         "object")
+    for name in ("ciphertext", "nonce", "tag"):
+        if not isinstance(sealed.get(name), str):
+            raise ValueError(f"encrypted_payload field {name!r} is missing or not a string")
+    # Optional in a response (CHK-6), but when present they must say exactly v1.0 (CHK-5).
+    for name, expected in (("key_algorithm", crypto.KEY_ALGORITHM),
+                           ("payload_algorithm", crypto.PAYLOAD_ALGORITHM)):
+        if name in package and package[name] != expected:
+            raise ValueError(f"unsupported package {name} (expected {expected!r})")
+    fields = crypto.SealedFields(
+        encrypted_aes_key=package["encrypted_aes_key"],
+        ciphertext=sealed["ciphertext"],
+        nonce=sealed["nonce"],
+        tag=sealed["tag"],
+    )
+    return package, fields
+
+
+def _processed_at(package: Mapping[str, Any]) -> Any:
+    value = package.get("processed_at")
+    if isinstance(value, bool) or not isinstance(value, int | float | str | type(None)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def open_response(
+    body: bytes | bytearray,
+    payload_id: str,
+    private_key: rsa.RSAPrivateKey,
+    *,
+    secure: bool = True,
+) -> dict[str, Any]:
+    """Turn a 200 body into the completion dict.
+
+    Order: structure (ValueError) → decryption (one opaque SecurityError) → plaintext must be
+    a UTF-8 JSON object (SecurityError) → ``_metadata.payload_id`` must equal ``payload_id``
+    (SecurityError) → the client's own ``_metadata`` keys are written.
+    """
+    package, fields = parse_package(body)
+    plaintext = crypto.decrypt_fields(fields, private_key, secure=secure)
+    result: Any = _NOT_JSON
+    # Refused below, outside any handler: JSONDecodeError.doc would hold plaintext.
+    with secure_memory.protected(plaintext, secure), \
+            contextlib.suppress(UnicodeDecodeError, ValueError, RecursionError):
+        result = json.loads(plaintext.decode("utf-8"))
+    if not isinstance(result, dict):
+        raise SecurityError("decrypted response is not a UTF-8 JSON object")
+    metadata = result.get("_metadata")
+    if not isinstance(metadata, dict):
+        raise SecurityError("response is not bound to the request: _metadata missing")
+    if metadata.get("payload_id") != payload_id:
+        raise SecurityError("response is not bound to the request: _metadata.payload_id "
+                            "does not match X-Payload-ID")
+    metadata.update({
+        "payload_id": payload_id,
+        "processed_at": _processed_at(package),
+        "is_encrypted": True,
+        "encryption_algorithm": package["algorithm"],
+    })
+    return result
+
+
+# --- non-200 answers -----------------------------------------------------------------------
+
+_STATUS_ERRORS: dict[int, tuple[type[APIError], str]] = {
+    400: (InvalidRequestError, "Bad request"),
+    401: (AuthenticationError, "Invalid API key or authentication failed"),
+    403: (ForbiddenError, "Forbidden: model not allowed for the requested security tier"),
+    404: (APIError, "Endpoint not found: secure inference not enabled"),
+    429: (RateLimitError, "Rate limit exceeded"),
+    500: (ServerError, "Server error"),
+    502: (APIError, "Bad gateway"),
+    503: (ServiceUnavailableError, "Service unavailable"),
+    504: (APIError, "Gateway timeout"),
+}
+
+
+def error_body(body: bytes | bytearray) -> tuple[str | None, dict[str, Any]]:
+    """(detail, error_details) of an error body of any shape, per the contract.
+
+    detail: body["detail"] of a JSON object (json.dumps for non-strings); else the body text
+    (at most 1024 characters) when the body is non-empty and not a JSON object; else None.
+    error_details: the JSON object; else {"detail": detail} when detail is set; else {}.
+    """
+    data = bytes(body[:MAX_ERROR_BYTES])
+    parsed: Any = None
+    is_object = False
+    if data.strip():
+        try:
+            parsed = json.loads(data.decode("utf-8"))
+            is_object = isinstance(parsed, dict)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            parsed = None
+    if is_object:
+        if "detail" not in parsed:
+            return None, parsed
+        detail = parsed["detail"]
+        if not isinstance(detail, str):
+            try:
+                detail = json.dumps(detail, ensure_ascii=False)
+            except (TypeError, ValueError, RecursionError):
+                detail = repr(detail)
+        return detail, parsed
+    if data:
+        text = data.decode("utf-8", errors="replace")[:MAX_DETAIL_CHARS]
+        return text, {"detail": text}
+    return None, {}
+
+
+def error_for_status(status: int, body: bytes | bytearray = b"") -> APIError:
+    """The exception for a non-200 answer (returned, not raised, so callers can decide)."""
+    cls, default = _STATUS_ERRORS.get(status, (APIError, "Unexpected status code"))
+    detail, details = error_body(body)
+    if cls is APIError and status not in _STATUS_ERRORS:
+        message = f"Unexpected status code {status}" + (f": {detail}" if detail is not None else "")
+    else:
+        message = f"{default}: {detail}" if detail is not None else default
+    return cls(message, status_code=status, error_details=details)
