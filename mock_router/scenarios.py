@@ -9,6 +9,7 @@ simple and deterministic, so a test knows exactly which request got what.
 from __future__ import annotations
 
 import copy
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,6 +21,20 @@ TAMPER_FIELDS = ("ciphertext", "tag", "nonce", "encrypted_aes_key")
 
 KINDS = ("status", "payload_id", "no_metadata", "tamper", "package", "plaintext",
          "wrong_recipient", "completion", "delay", "drop")
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE = re.compile(r"([\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?)?")
+
+
+def _check_header(name: object, value: object) -> None:
+    """Refuse, when the scenario is made, a header that could not be sent on the wire
+    (otherwise the router would fail while answering and the client would see a 500)."""
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise ValueError(f"scenario header name {name!r} is not an HTTP token")
+    if not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
+        raise ValueError(f"scenario header {name!r} needs a value of visible ASCII "
+                         "characters (inner spaces allowed)")
 
 
 @dataclass(frozen=True)
@@ -49,8 +64,13 @@ class Scenario:
         """A raw answer: ``body`` is bytes, str, any JSON value, or None (empty body)."""
         if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
             raise ValueError("status code must be an integer from 100 to 599")
+        headers = dict(headers or {})
+        for name, value in headers.items():
+            _check_header(name, value)
+        if content_type is not None:
+            _check_header("content-type", content_type)
         return cls("status", {"code": code, "body": copy.deepcopy(body),
-                              "content_type": content_type, "headers": dict(headers or {})},
+                              "content_type": content_type, "headers": headers},
                    times, path)
 
     @classmethod

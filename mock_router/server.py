@@ -94,6 +94,9 @@ def serve(router: MockRouter, host: str = "127.0.0.1", port: int = 0, tls: bool 
         ssl_kwargs = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path)}
     config = uvicorn.Config(router.app, host=host, port=port, log_level=log_level,
                             lifespan="off", access_log=False, timeout_graceful_shutdown=2,
+                            # leave the host process's logging alone (uvicorn's dictConfig
+                            # would close every handler already installed)
+                            log_config=None,
                             **ssl_kwargs)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
 

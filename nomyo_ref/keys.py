@@ -183,6 +183,36 @@ def _write_temp(directory: Path, data: bytes, mode: int) -> Path:
     return Path(name)
 
 
+def _link_backup(target: Path) -> Path | None:
+    """A hard link to ``target`` (no copy of the key bytes), so a pair replaced halfway can be
+    put back; None when there is no old file or the file system cannot link."""
+    if not target.exists():
+        return None
+    backup = target.with_name(f".bak-{os.getpid()}-{target.name}")
+    with contextlib.suppress(OSError):
+        backup.unlink()
+    try:
+        os.link(target, backup)
+    except OSError:
+        return None
+    return backup
+
+
+def _restore(backups: dict[Path, Path | None]) -> None:
+    """Put the old key files back after a failed save, so the pair on disk still matches.
+
+    A target without an old file is removed again (a half-written new pair must not stay).
+    A crash (not an exception) between the two renames can still leave a mismatched pair;
+    the private key, the one part that cannot be derived, is complete at every moment.
+    """
+    for target, backup in backups.items():
+        with contextlib.suppress(OSError):
+            if backup is not None:
+                os.replace(backup, target)
+            else:
+                target.unlink()
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError, AttributeError):
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -215,18 +245,21 @@ def save_key_pair(
     private_path = directory / PRIVATE_KEY_FILE
     public_path = directory / PUBLIC_KEY_FILE
     temps: list[Path] = []
+    backups: dict[Path, Path | None] = {}
     try:
         temps.append(_write_temp(directory, private_data, 0o600))
         temps.append(_write_temp(directory, public_data, 0o644))
+        backups = {target: _link_backup(target) for target in (private_path, public_path)}
         os.replace(temps[0], private_path)
         os.replace(temps[1], public_path)
         temps.clear()
     except OSError as exc:
+        _restore(backups)
         raise ValueError(f"cannot save keys in {str(directory)!r}: "
                          f"{exc.strerror or type(exc).__name__}") from None
     finally:
-        for temp in temps:
+        for leftover in [*temps, *(b for b in backups.values() if b is not None)]:
             with contextlib.suppress(OSError):
-                temp.unlink()
+                leftover.unlink()
     _fsync_dir(directory)
     return private_path, public_path

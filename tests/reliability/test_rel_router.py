@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mock_router import POST_PATH, MockRouter, Scenario
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Scenario.status accepts header values that are "
-                   "not latin-1 (e.g. Retry-After '\\u0663'); the router then crashes while "
-                   "answering (UnicodeEncodeError in Starlette) and uvicorn sends a 500 "
-                   "instead of refusing the scenario with ValueError when it is made")
 async def test_status_scenario_with_unencodable_header(
         rel_server_key: rsa.RSAPrivateKey) -> None:
     router = MockRouter(rel_server_key)

@@ -370,10 +370,6 @@ def test_conformance_run_at_debug_leaks_nothing(tmp_path: Path) -> None:
     assert hits == [], "\n".join(hits[:20])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: mock_router.serve() builds uvicorn.Config with "
-                   "the default log_config, whose logging.config.dictConfig closes every "
-                   "handler already installed in the process: a FileHandler(mode='w') (e.g. "
-                   "pytest --log-file) silently drops every record logged after serve() starts")
 def test_serve_leaves_the_host_process_logging_alone(
         tmp_path: Path, rel_server_key: rsa.RSAPrivateKey) -> None:
     path = tmp_path / "host.log"
