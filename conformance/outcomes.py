@@ -1,0 +1,125 @@
+"""From pytest's phase reports to check verdicts, across the xdist boundary.
+
+Where a test runs (in-process, or on an xdist worker), `record_phase` judges each phase and
+stores a small JSON-able record in `report.user_properties` (which xdist carries to the
+controller); it also applies the run policy to pytest's own outcome: a listed expected
+failure and (without --strict) a NON-STRICT failure do not fail the run, a listed check
+that passes does. Where the run is reported, `ResultCollector` gathers the records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance.state import CheckResult, ConformanceState
+from conformance.verdicts import (
+    FAILING,
+    NON_STRICT,
+    NOT_APPLICABLE,
+    PASS,
+    PROPERTY,
+    RANK,
+    failure_message,
+    falsifying_example,
+    phase_verdict,
+    skip_reason,
+    stable_id,
+    without_fixtures,
+)
+
+
+def record_phase(
+    state: ConformanceState, item: pytest.Item, call: pytest.CallInfo[None], report: Any
+) -> None:
+    ids = [str(a) for m in item.iter_markers("req") for a in m.args]
+    known = state.requirements
+    strict = any(known[r].strict for r in ids if r in known)
+    exc = call.excinfo.value if call.excinfo is not None else None
+    verdict = phase_verdict(report.when, report.outcome, exc, strict)
+    if verdict is None:
+        return
+    check_id = stable_id(item.nodeid)
+    if verdict == NOT_APPLICABLE:
+        message = skip_reason(report.longrepr)
+        example = None
+    elif verdict in FAILING:
+        crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")
+        message = failure_message(exc, crash or str(report.longrepr)[-2000:])
+        example = without_fixtures(
+            falsifying_example(exc, report.longreprtext), getattr(item, "fixturenames", ())
+        )
+    else:
+        message, example = "", None
+    listed = check_id in state.expected
+    reason = state.expected.reason(check_id) if listed else None
+    config = item.config
+    updating = config.getoption("update_expected_failures")
+    if listed and verdict in FAILING:
+        report.outcome = "skipped"
+        report.wasxfail = f"expected failure: {reason or 'listed'}"
+    elif verdict == NON_STRICT and not config.getoption("conformance_strict"):
+        report.outcome = "skipped"
+        report.wasxfail = "NON-STRICT: a SHOULD requirement is not met"
+    elif listed and verdict == PASS and not updating:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{check_id} is listed in {state.expected_path} as an expected failure "
+            f"({reason or 'no reason'}) but passed: remove the line, or rerun with "
+            "--update-expected-failures"
+        )
+    record: dict[str, Any] = {
+        "id": check_id,
+        "nodeid": item.nodeid,
+        "requirements": ids,
+        "when": report.when,
+        "verdict": verdict,
+        "message": message,
+        "example": example,
+        "listed": listed,
+        "reason": reason,
+        "duration": float(getattr(report, "duration", 0.0)),
+    }
+    if state.adapter_info is not None:
+        record["impl"] = state.adapter_info
+    report.user_properties.append((PROPERTY, record))
+
+
+class ResultCollector:
+    """Gathers verdict records from every report this process sees (controller side)."""
+
+    def __init__(self, state: ConformanceState) -> None:
+        self.state = state
+        self._seen: set[tuple[str, str]] = set()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for entry in report.user_properties:
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+                continue
+            key, record = entry
+            if key != PROPERTY or not isinstance(record, dict):
+                continue
+            marker = (record["nodeid"], record["when"])
+            if marker in self._seen:
+                continue
+            self._seen.add(marker)
+            self.add(record)
+
+    def add(self, record: dict[str, Any]) -> None:
+        state = self.state
+        result = state.results.get(record["nodeid"])
+        if result is None:
+            result = CheckResult(record["id"], record["nodeid"], list(record["requirements"]))
+            state.results[record["nodeid"]] = result
+        verdict = record["verdict"]
+        before = result.verdict if result.verdicts else None
+        result.verdicts.append(verdict)
+        if before is None or RANK[verdict] > RANK[before]:
+            result.message = record.get("message") or ""
+            result.example = record.get("example")
+        result.listed = bool(record.get("listed"))
+        result.expected_reason = record.get("reason")
+        result.duration += float(record.get("duration") or 0.0)
+        if record.get("impl") and state.adapter_info is None:
+            state.adapter_info = record["impl"]
