@@ -10,6 +10,7 @@ and response bodies read with a cap so a huge answer cannot exhaust memory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -46,18 +47,34 @@ def _check_timeout(timeout: object) -> float:
 def _tls_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
     """A verifying TLS context (TLS 1.2 or newer): the system trust store, or exactly the
     certificates of ``ca_bundle`` when one is given. There is no way to turn verification off.
+
+    Building a context loads the whole trust store (~30 ms), so contexts are shared: one per
+    trust source, keyed by the bundle's path and modification time so an edited bundle is
+    read again. An SSLContext is safe to share between clients.
     """
     if ca_bundle is None:
+        return _cached_tls_context(None, 0)
+    path = Path(ca_bundle)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ValueError(f"cannot load CA bundle {str(path)!r}: "
+                         f"{exc.strerror or type(exc).__name__}") from None
+    return _cached_tls_context(str(path.resolve()), mtime)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_tls_context(cafile: str | None, _mtime_ns: int) -> ssl.SSLContext:
+    if cafile is None:
         context = ssl.create_default_context()
     else:
-        path = Path(ca_bundle)
         reason = ""
         try:
-            context = ssl.create_default_context(cafile=str(path))
+            context = ssl.create_default_context(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
         if reason:
-            raise ValueError(f"cannot load CA bundle {str(path)!r}: {reason}")
+            raise ValueError(f"cannot load CA bundle {cafile!r}: {reason}")
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -34,7 +34,7 @@ TAG_BYTES = 16
 DECRYPTION_FAILED = "decryption failed"
 
 
-def _oaep() -> padding.OAEP:
+def oaep_sha256() -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(),
                         label=None)
 
@@ -57,7 +57,7 @@ def encrypt_package(
         encryptor = Cipher(algorithms.AES(aes_key), modes.GCM(nonce)).encryptor()
         ciphertext = encryptor.update(plaintext) + encryptor.finalize()
         tag = encryptor.tag
-        encrypted_key = recipient.encrypt(bytes(aes_key), _oaep())
+        encrypted_key = recipient.encrypt(bytes(aes_key), oaep_sha256())
     package = {
         "version": VERSION,
         "algorithm": ALGORITHM,
@@ -109,7 +109,7 @@ def _decrypt(fields: SealedFields, private_key: rsa.RSAPrivateKey, secure: bool)
     tag = _strict_b64(fields.tag)
     if len(nonce) != NONCE_BYTES or len(tag) != TAG_BYTES:
         raise ValueError("length")
-    aes_key = bytearray(private_key.decrypt(encrypted_key, _oaep()))
+    aes_key = bytearray(private_key.decrypt(encrypted_key, oaep_sha256()))
     with secure_memory.protected(aes_key, secure):
         if len(aes_key) != AES_KEY_BYTES:
             raise ValueError("length")

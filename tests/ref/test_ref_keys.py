@@ -132,6 +132,22 @@ def test_non_rsa_key_is_refused(tmp_path: Path, ec_key: ec.EllipticCurvePrivateK
         SecureCompletionClient().load_keys(str(path))
 
 
+def test_inconsistent_private_key_is_refused(tmp_path: Path, client_key: rsa.RSAPrivateKey
+                                             ) -> None:
+    """Keys load without OpenSSL's slow check, so the pairwise test must catch a key whose
+    private numbers do not belong to its modulus (a corrupt or tampered file). OpenSSL
+    re-checks a CRT result and falls back to ``d``, so both must be wrong to break it."""
+    good = client_key.private_numbers()
+    bad = rsa.RSAPrivateNumbers(good.p, good.q, good.d + 2, good.dmp1 + 2, good.dmq1,
+                                good.iqmp, good.public_numbers)
+    broken = bad.private_key(unsafe_skip_rsa_key_validation=True)
+    path = write_pem(tmp_path / "broken.pem", broken)
+    client = SecureCompletionClient()
+    with pytest.raises(ValueError, match="corrupt"):
+        client.load_keys(str(path))
+    assert client.private_key is None
+
+
 def test_small_rsa_key_is_refused(tmp_path: Path, small_key: rsa.RSAPrivateKey) -> None:
     path = write_pem(tmp_path / "small.pem", small_key)
     client = SecureCompletionClient()
