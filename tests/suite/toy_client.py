@@ -1,0 +1,780 @@
+"""A small, independent client of the NOMYO secure completion protocol v1.0, with defects on demand.
+
+Why it exists: a conformance check that cannot fail is worthless. This client is written from
+``cryptography`` primitives and ``httpx`` only (it imports neither ``nomyo_ref`` nor
+``mock_router``), follows docs/CONTRACTS "Client behaviour" to the letter when built with no
+defects, and breaks exactly one rule for each name in ``defects``. The suite's own tests run the
+conformance checks against it: with no defects everything passes; with each defect the check
+that guards that rule fails.
+
+It is synchronous (``httpx.Client``) and deliberately plain. Errors are raised as
+:class:`ToyError` carrying the canonical kind directly, so its adapter maps nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import secrets
+import ssl
+import time
+import unicodedata
+import urllib.parse
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+log = logging.getLogger("toy_client")
+
+KEY_PATH = "/pki/public_key"
+POST_PATH = "/v1/chat/secure_completion"
+MAX_PLAINTEXT = 10 * 1024 * 1024
+VALID_TIERS = ("standard", "high", "maximum")
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_CAP = 5.0
+VERSION = "1.0"
+SEED_PARAMS = frozenset(
+    {
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "frequency_penalty",
+        "presence_penalty",
+        "stop",
+        "n",
+        "tools",
+        "tool_choice",
+        "user",
+    }
+)
+PACKAGE_FIELDS = (
+    "version",
+    "algorithm",
+    "encrypted_payload",
+    "encrypted_aes_key",
+    "key_algorithm",
+    "payload_algorithm",
+)
+ALGORITHM = "hybrid-aes256-rsa4096"
+
+#: Every defect the toy client can be built with, and the one rule it breaks.
+DEFECTS: dict[str, str] = {
+    # encryption (ENC / PKG)
+    "oaep_sha1": "wraps the AES key with RSA-OAEP SHA-1 (hash and MGF1)",
+    "mgf1_sha1": "wraps the AES key with RSA-OAEP SHA-256 but MGF1 SHA-1",
+    "tag_appended": "appends the GCM tag to the ciphertext",
+    "short_nonce": "uses an 8-byte GCM nonce",
+    "reuse_nonce": "reuses one AES key and nonce for every call",
+    "wrong_version": 'sends version "1" in the package',
+    "extra_package_field": "puts an 'aad' key inside encrypted_payload",
+    "weak_client_key": "generates a 1024-bit client key",
+    "public_key_not_encoded": "sends X-Public-Key as base64 of the DER, not a percent-encoded PEM",
+    # payload id (PID)
+    "reuse_payload_id": "sends the same X-Payload-ID for every call",
+    "payload_id_not_uuid4": "sends an upper-case UUID as X-Payload-ID",
+    "no_pid_check": "accepts any _metadata.payload_id (or none) in the answer",
+    # response checks (CHK / RSP)
+    "no_version_check": "accepts any package version",
+    "no_algorithm_check": "accepts any package algorithm",
+    "leaky_crypto_errors": "names the failing crypto step in the error message",
+    "non_object_plaintext_accepted": "returns a decrypted plaintext that is not a JSON object",
+    "bad_plaintext_value": "reports an undecodable plaintext as kind value instead of security",
+    "own_metadata_missing": "does not write its own _metadata keys into the result",
+    "drops_server_metadata": "replaces the server's _metadata instead of updating it",
+    # errors (ERR)
+    "wrong_status_map": "maps 403 to kind api",
+    "error_body_crash": "crashes (KeyError) on an error body that is not a JSON object",
+    "no_detail": "drops the server's detail from the error message",
+    "wrong_status_code": "reports status_code None on errors",
+    "drop_internal": "lets a dropped connection escape as a raw httpx exception",
+    "leaks_api_key_in_errors": "puts the API key into error messages",
+    "leaks_plaintext_in_errors": "puts the request plaintext into size-limit errors",
+    "leaks_plaintext_in_logs": "logs the request plaintext at DEBUG",
+    # retries (RTY)
+    "retry_400": "retries a 400",
+    "no_retry_503": "does not retry a 503",
+    "extra_retries": "makes one retry more than max_retries",
+    "no_retry_on_drop": "does not retry a dropped connection",
+    "ignore_retry_after": "ignores Retry-After",
+    # HTTPS rule, TLS, discovery (TLS / DISC)
+    "http_allowed": "ignores allow_http=False",
+    "sends_before_refusing": "fetches the server key over http before refusing",
+    "http_refused_as_value": "refuses http with kind value instead of security",
+    "no_url_normalise": "does not strip whitespace and trailing slashes from the base URL",
+    "userinfo_allowed": "accepts user-info in the base URL",
+    "other_scheme_allowed": "accepts schemes other than http/https (treated as https)",
+    "no_http_warning": "does not warn when allow_http is used with http",
+    "no_tls_verify": "does not verify TLS certificates",
+    "no_pin_check": "ignores the pinned server key fingerprint",
+    "follows_redirects": "follows redirects",
+    "no_key_cache": "fetches the server key before every request",
+    "no_rotation_retry": "does not re-fetch the key after a 400",
+    "no_key_fetch_retry": "does not retry the key fetch",
+    "max_retries_unvalidated": "accepts a negative max_retries",
+    "stream_allowed": "sends stream=True instead of refusing it",
+    "weak_server_key_accepted": "accepts a server key under 2048 bits",
+    # headers and request plaintext (HDR / TIER / REQ)
+    "tier_unvalidated": "sends an invalid security tier",
+    "tier_in_payload": "puts security_tier into the plaintext",
+    "api_key_in_payload": "puts api_key into the plaintext",
+    "api_key_unvalidated": "sends API keys with CR/LF or non-ASCII characters",
+    "no_bearer": "sends the API key without the 'Bearer ' prefix",
+    "empty_bearer": "sends 'Authorization: Bearer ' when no API key is set",
+    "wrong_content_type": "sends Content-Type application/json",
+    "size_limit_off": "sends plaintexts over 10 MiB",
+    "size_limit_strict": "refuses a plaintext of exactly 10 MiB",
+    "drops_params": "drops the 'stop' parameter",
+    "unicode_mangle": "NFC-normalises message content",
+    # keys on disk (KEY)
+    "key_file_world_readable": "saves the private key with mode 0644",
+    "key_dir_open": "creates the key directory with mode 0755",
+    "password_ignored": "saves the private key unencrypted even with a password",
+    "wrong_password_crash": "lets the crypto library's exception escape on a wrong password",
+    "weak_own_key_accepted": "loads a private key under 2048 bits",
+    "overwrites_bad_key": "replaces an unloadable private_key.pem with a new key",
+    "writes_keys_without_key_dir": "writes ./client_keys even without a key directory",
+    "repr_leaks_api_key": "shows the API key in repr() of the client",
+    # added for the remaining rules
+    "nan_allowed": "serialises NaN/Infinity into the plaintext",
+    "model_unvalidated": "sends an empty model or non-list messages",
+    "structure_crash": "crashes (KeyError/TypeError) on a response package missing a member",
+    "no_key_algorithm_check": "accepts any key_algorithm/payload_algorithm in the answer",
+    "strict_unknown_fields": "refuses answers with unknown or missing optional package members",
+    "key_fetch_with_auth": "sends the API key on GET /pki/public_key",
+    "pin_only_first_fetch": "checks the pin on the first key fetch only",
+    "content_type_sensitive": "parses error bodies as JSON only when labelled application/json",
+    "first_error_kept": "raises for the first answer when retries run out",
+    "retry_after_crash": "crashes on an unparseable Retry-After",
+    "tier_header_always": "sends X-Security-Tier: standard when no tier was asked",
+    "default_retries_3": "defaults max_retries to 3",
+    "tier_dropped_on_retry": "drops X-Security-Tier on retries",
+    "no_tag_check": "decrypts the answer without verifying the GCM tag (AES-CTR)",
+    "pid_changes_on_retry": "sends a new X-Payload-ID on a retry but binds to the first",
+    "drops_unknown_params": "drops parameters it does not know",
+    "key_fetch_status_as_value": "reports a non-200 key fetch as kind value",
+    "resend_on_unchanged_key": "resends after a 400 even when the key did not change",
+    "pin_case_sensitive": "compares the pinned fingerprint case-sensitively",
+    "weak_generated_key": "generate_keys() makes 2048-bit keys",
+    "body_not_object_as_security": "reports a 200 body that is not JSON as kind security",
+    "tier_mangled": "sends the security tier upper-cased",
+    "api_key_override_ignored": "ignores create(api_key=...) and uses the client's key",
+    "resend_twice": "resends a second time when the resend after a rotation is refused",
+    "constant_backoff": "waits the base delay before every retry",
+    "insecure_mode_differs": "with secure_memory=False sends an extra X-Secure-Memory header",
+}
+
+
+class ToyError(Exception):
+    """Every failure of the toy client, with the canonical kind of the suite."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        status_code: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status_code = status_code
+        self.details = details if details is not None else {}
+
+
+@dataclass
+class ToyOptions:
+    """The client settings the conformance ClientConfig carries."""
+
+    base_url: str = "https://api.nomyo.ai"
+    allow_http: bool = False
+    api_key: str | None = None
+    ca_cert: str | None = None
+    server_key_sha256: str | None = None
+    max_retries: int = 2
+    timeout: float = 60.0
+    retry_backoff: float = 1.0
+    key_dir: str | None = None
+    secure_memory: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# keys
+
+_KEY_CACHE: dict[int, rsa.RSAPrivateKey] = {}
+
+
+def _session_key(bits: int) -> rsa.RSAPrivateKey:
+    """One client key per process and size: key generation is the slow part of a test run."""
+    if bits not in _KEY_CACHE:
+        _KEY_CACHE[bits] = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return _KEY_CACHE[bits]
+
+
+def _spki_pem(key: rsa.RSAPrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
+
+
+def _fingerprint(key: rsa.RSAPublicKey) -> str:
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+_LOADED: dict[bytes, rsa.RSAPrivateKey] = {}
+
+
+def _load_private(pem: bytes) -> rsa.RSAPrivateKey:
+    """Load a PEM private key, cached by content (checking a 4096-bit key is slow)."""
+    if pem not in _LOADED:
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ToyError("value", "private_key.pem is not an RSA key")
+        _LOADED[pem] = key
+    return _LOADED[pem]
+
+
+def _load_or_create_keys(key_dir: str, defects: frozenset[str]) -> rsa.RSAPrivateKey:
+    """Keys on disk: private_key.pem 0600 (PKCS#8), public_key.pem 0644 (SPKI)."""
+    world_readable = "key_file_world_readable" in defects
+    folder = Path(key_dir)
+    priv_path, pub_path = folder / "private_key.pem", folder / "public_key.pem"
+    if priv_path.exists():
+        try:
+            key = _load_private(priv_path.read_bytes())
+        except (ValueError, TypeError):
+            if "overwrites_bad_key" not in defects:
+                raise ToyError("value", "private_key.pem cannot be loaded") from None
+            key = None
+        if key is not None:
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise ToyError("value", "private_key.pem is not an RSA key")
+            return key
+    key = _session_key(4096)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    os.chmod(priv_path, 0o644 if world_readable else 0o600)
+    pub_path.write_text(_spki_pem(key))
+    os.chmod(pub_path, 0o644)
+    return key
+
+
+# ---------------------------------------------------------------------------------------------
+# the client
+
+
+class ToyClient:
+    """A synchronous protocol client; ``defects`` names the rules it breaks (see DEFECTS)."""
+
+    def __init__(
+        self, options: ToyOptions, defects: frozenset[str] | set[str] = frozenset()
+    ) -> None:
+        unknown = set(defects) - set(DEFECTS)
+        if unknown:
+            raise ValueError(f"unknown defects: {sorted(unknown)}")
+        retries = options.max_retries
+        bad_retries = isinstance(retries, bool) or not isinstance(retries, int) or retries < 0
+        if bad_retries and "max_retries_unvalidated" not in defects:
+            raise ToyError("value", "max_retries must be a non-negative integer")
+        self.options = options
+        self.defects = frozenset(defects)
+        self._raw_base = options.base_url
+        self._server_key: rsa.RSAPublicKey | None = None
+        self._fixed_aes: tuple[bytes, bytes] | None = None
+        self._fixed_pid = str(uuid.uuid4())
+        if options.key_dir is not None:
+            self._key = _load_or_create_keys(options.key_dir, self.defects)
+        else:
+            self._key = _session_key(1024 if "weak_client_key" in self.defects else 4096)
+            if "writes_keys_without_key_dir" in self.defects:
+                _load_or_create_keys("client_keys", self.defects)
+        self._http = httpx.Client(
+            verify=self._verify(),
+            timeout=options.timeout,
+            follow_redirects="follows_redirects" in self.defects,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        if "repr_leaks_api_key" in self.defects:
+            return f"ToyClient({self.options!r})"
+        return f"ToyClient(base_url={self.options.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        if "no_tls_verify" in self.defects:
+            return False
+        if self.options.ca_cert:
+            return ssl.create_default_context(cafile=self.options.ca_cert)
+        return ssl.create_default_context()
+
+    # -- the HTTPS rule ----------------------------------------------------------------------
+
+    def _base_url(self) -> str:
+        """Normalise and check the base URL; raise before anything is sent."""
+        raw = self._raw_base
+        if "no_url_normalise" in self.defects:
+            url = raw
+        else:
+            url = raw.strip()
+            while url.endswith("/"):
+                url = url[:-1]
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        has_userinfo = "@" in parts.netloc
+        if has_userinfo and "userinfo_allowed" not in self.defects:
+            raise ToyError("value", "base URL must not contain user information")
+        if scheme not in ("http", "https"):
+            if "other_scheme_allowed" in self.defects and parts.hostname:
+                scheme = "https"
+            else:
+                raise ToyError("value", "base URL scheme must be https (or http for development)")
+        if not parts.hostname:
+            raise ToyError("value", "base URL has no host")
+        if parts.query or parts.fragment or "?" in url or "#" in url:
+            raise ToyError("value", "base URL must not carry a query or fragment")
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port out of range)
+        except ValueError:
+            raise ToyError("value", "base URL has an invalid port") from None
+        if scheme == "http" and not self.options.allow_http:
+            if "sends_before_refusing" in self.defects:
+                with contextlib.suppress(httpx.HTTPError):
+                    self._http.get(f"http://{parts.netloc}{parts.path}{KEY_PATH}")
+            if "http_allowed" not in self.defects:
+                kind = "value" if "http_refused_as_value" in self.defects else "security"
+                raise ToyError(kind, "insecure base URL: https is required (allow_http is off)")
+        if scheme == "http" and "no_http_warning" not in self.defects:
+            warnings.warn("insecure: using http instead of https", UserWarning, stacklevel=3)
+        return f"{scheme}://{parts.netloc}{parts.path}"
+
+    # -- server key --------------------------------------------------------------------------
+
+    def _fetch_server_key(self, base: str) -> rsa.RSAPublicKey:
+        retries = 0 if "no_key_fetch_retry" in self.defects else self.options.max_retries
+        auth = None
+        if "key_fetch_with_auth" in self.defects and self.options.api_key:
+            auth = {"Authorization": f"Bearer {self.options.api_key}"}
+        answer = self._send("GET", base + KEY_PATH, headers=auth, retries=retries)
+        if answer.status_code != 200:
+            if "key_fetch_status_as_value" in self.defects:
+                raise ToyError("value", f"key fetch failed with HTTP {answer.status_code}")
+            raise self._status_error(answer)
+        try:
+            key = serialization.load_pem_public_key(answer.content)
+        except ValueError:
+            raise ToyError("security", "the server key is not a PEM public key") from None
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise ToyError("security", "the server key is not an RSA key")
+        if key.key_size < 2048 and "weak_server_key_accepted" not in self.defects:
+            raise ToyError("security", "the server key is shorter than 2048 bits")
+        pin = self.options.server_key_sha256
+        if "pin_only_first_fetch" in self.defects and self._server_key is not None:
+            pin = None
+        if pin and "no_pin_check" not in self.defects:
+            want = pin.replace(":", "")
+            if "pin_case_sensitive" not in self.defects:
+                want = want.lower()
+            if _fingerprint(key) != want:
+                raise ToyError("security", "the server key does not match the pinned fingerprint")
+        return key
+
+    def _server(self, base: str) -> rsa.RSAPublicKey:
+        if self._server_key is None or "no_key_cache" in self.defects:
+            self._server_key = self._fetch_server_key(base)
+        return self._server_key
+
+    # -- request -----------------------------------------------------------------------------
+
+    def create(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        """One encrypted chat completion."""
+        tier = kwargs.pop("security_tier", None)
+        override = kwargs.pop("api_key", None)
+        if "api_key_override_ignored" in self.defects:
+            override = None
+        api_key = override or self.options.api_key or None
+        if "base_url" in kwargs:
+            raise ToyError("unsupported", "base_url per call is not supported")
+        base = self._base_url()
+        self._check_header_values(tier, api_key)
+        self._check_request(model, messages, kwargs)
+        plaintext = self._plaintext(model, messages, kwargs, tier, api_key)
+        payload_id = self._fixed_pid if "reuse_payload_id" in self.defects else str(uuid.uuid4())
+        if "payload_id_not_uuid4" in self.defects:
+            payload_id = payload_id.upper()
+        server_key = self._server(base)
+        headers = self._headers(payload_id, tier, api_key)
+        body = self._encrypt(plaintext, server_key)
+        answer = self._post_with_retries(base, body, headers, api_key)
+        if answer.status_code == 400 and "no_rotation_retry" not in self.defects:
+            fresh = self._fetch_server_key(base)
+            changed = _fingerprint(fresh) != _fingerprint(server_key)
+            if changed or "resend_on_unchanged_key" in self.defects:
+                self._server_key = fresh
+                answer = self._post_with_retries(
+                    base, self._encrypt(plaintext, fresh), headers, api_key
+                )
+                if answer.status_code == 400 and "resend_twice" in self.defects:
+                    answer = self._post_with_retries(
+                        base, self._encrypt(plaintext, fresh), headers, api_key
+                    )
+        if answer.status_code != 200:
+            raise self._status_error(answer, api_key)
+        return self._decrypt(answer.content, payload_id)
+
+    def _check_request(self, model: Any, messages: Any, params: dict[str, Any]) -> None:
+        """Caller errors found locally: ValueError before anything is sent."""
+        if "model_unvalidated" in self.defects:
+            model, messages = "m", []
+        if not isinstance(model, str) or not model:
+            raise ToyError("value", "model must be a non-empty string")
+        if not isinstance(messages, list):
+            raise ToyError("value", "messages must be a list")
+        if params.get("stream") not in (None, False) and "stream_allowed" not in self.defects:
+            raise ToyError("value", "stream=True is not supported by encrypted inference")
+
+    def _check_header_values(self, tier: str | None, api_key: str | None) -> None:
+        if tier is not None and tier not in VALID_TIERS and "tier_unvalidated" not in self.defects:
+            raise ToyError("value", "security_tier must be one of standard, high, maximum")
+        bad_key = api_key is not None and (
+            not api_key or any(not 0x21 <= ord(c) <= 0x7E for c in api_key)
+        )
+        if bad_key and "api_key_unvalidated" not in self.defects:
+            raise ToyError("value", "api_key must be visible ASCII characters only")
+
+    def _plaintext(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        tier: str | None,
+        api_key: str | None,
+    ) -> bytes:
+        params = dict(params)
+        if "drops_params" in self.defects:
+            params.pop("stop", None)
+        if "drops_unknown_params" in self.defects:
+            params = {k: v for k, v in params.items() if k in SEED_PARAMS}
+        if "unicode_mangle" in self.defects:
+            messages = [
+                {**m, "content": unicodedata.normalize("NFC", m["content"])}
+                if isinstance(m.get("content"), str)
+                else m
+                for m in messages
+            ]
+        request: dict[str, Any] = {"model": model, "messages": messages, **params}
+        if "tier_in_payload" in self.defects and tier is not None:
+            request["security_tier"] = tier
+        if "api_key_in_payload" in self.defects and api_key is not None:
+            request["api_key"] = api_key
+        try:
+            text = json.dumps(
+                request,
+                ensure_ascii=False,
+                separators=(",", ":"),
+                allow_nan="nan_allowed" in self.defects,
+            )
+        except (TypeError, ValueError):
+            raise ToyError("value", "the request is not representable as JSON") from None
+        data = text.encode("utf-8")
+        if "leaks_plaintext_in_logs" in self.defects:
+            log.debug("request plaintext: %s", data.decode("utf-8"))
+        limit_hit = (
+            len(data) >= MAX_PLAINTEXT
+            if "size_limit_strict" in self.defects
+            else len(data) > MAX_PLAINTEXT
+        )
+        if limit_hit and "size_limit_off" not in self.defects:
+            extra = f": {data[:200]!r}" if "leaks_plaintext_in_errors" in self.defects else ""
+            raise ToyError(
+                "value", f"request plaintext is {len(data)} bytes, over the 10 MiB limit{extra}"
+            )
+        return data
+
+    def _headers(self, payload_id: str, tier: str | None, api_key: str | None) -> dict[str, str]:
+        pem = _spki_pem(self._key)
+        if "public_key_not_encoded" in self.defects:
+            der = self._key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            public = base64.b64encode(der).decode()
+        else:
+            public = urllib.parse.quote(pem)
+        headers = {
+            "X-Payload-ID": payload_id,
+            "X-Public-Key": public,
+            "Content-Type": "application/json"
+            if "wrong_content_type" in self.defects
+            else "application/octet-stream",
+        }
+        if api_key:
+            headers["Authorization"] = (
+                api_key if "no_bearer" in self.defects else f"Bearer {api_key}"
+            )
+        elif "empty_bearer" in self.defects:
+            headers["Authorization"] = "Bearer "
+        if tier is not None:
+            headers["X-Security-Tier"] = tier.upper() if "tier_mangled" in self.defects else tier
+        elif "tier_header_always" in self.defects:
+            headers["X-Security-Tier"] = "standard"
+        if not self.options.secure_memory and "insecure_mode_differs" in self.defects:
+            headers["X-Secure-Memory"] = "off"
+        return headers
+
+    def _encrypt(self, plaintext: bytes, server_key: rsa.RSAPublicKey) -> bytes:
+        if "reuse_nonce" in self.defects:
+            if self._fixed_aes is None:
+                self._fixed_aes = (secrets.token_bytes(32), secrets.token_bytes(12))
+            aes_key, nonce = self._fixed_aes
+        else:
+            aes_key = secrets.token_bytes(32)
+            nonce = secrets.token_bytes(8 if "short_nonce" in self.defects else 12)
+        sealed = AESGCM(aes_key).encrypt(nonce, plaintext, None)
+        ciphertext, tag = sealed[:-16], sealed[-16:]
+        if "tag_appended" in self.defects:
+            ciphertext = sealed
+        sha1 = hashes.SHA1()  # noqa: S303 (the defects oaep_sha1 / mgf1_sha1, on purpose)
+        digest = sha1 if "oaep_sha1" in self.defects else hashes.SHA256()
+        mgf = sha1 if {"oaep_sha1", "mgf1_sha1"} & self.defects else hashes.SHA256()
+        wrapped = server_key.encrypt(
+            aes_key, padding.OAEP(mgf=padding.MGF1(mgf), algorithm=digest, label=None)
+        )
+        b64 = lambda raw: base64.b64encode(raw).decode("ascii")  # noqa: E731
+        encrypted_payload = {"ciphertext": b64(ciphertext), "nonce": b64(nonce), "tag": b64(tag)}
+        if "extra_package_field" in self.defects:
+            encrypted_payload["aad"] = ""
+        package = {
+            "version": "1" if "wrong_version" in self.defects else VERSION,
+            "algorithm": ALGORITHM,
+            "encrypted_payload": encrypted_payload,
+            "encrypted_aes_key": b64(wrapped),
+            "key_algorithm": "RSA-OAEP-SHA256",
+            "payload_algorithm": "AES-256-GCM",
+        }
+        return json.dumps(package).encode("ascii")
+
+    def _post_with_retries(
+        self, base: str, body: bytes, headers: dict[str, str], api_key: str | None
+    ) -> httpx.Response:
+        """POST, retrying 429/5xx and network failures up to max_retries times."""
+        retries = self.options.max_retries + (1 if "extra_retries" in self.defects else 0)
+        return self._send("POST", base + POST_PATH, body, headers, retries=retries)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        retries: int,
+    ) -> httpx.Response:
+        """One request with the retry rules (429/5xx and network failures)."""
+        retryable = set(RETRYABLE)
+        if "retry_400" in self.defects:
+            retryable.add(400)
+        if "no_retry_503" in self.defects:
+            retryable.discard(503)
+        attempt = 0
+        first: httpx.Response | None = None
+        while True:
+            if attempt > 0 and headers and "tier_dropped_on_retry" in self.defects:
+                headers = {k: v for k, v in headers.items() if k != "X-Security-Tier"}
+            if attempt > 0 and headers and "pid_changes_on_retry" in self.defects:
+                headers = {**headers, "X-Payload-ID": str(uuid.uuid4())}
+            try:
+                answer = self._http.request(method, url, content=body, headers=headers)
+            except httpx.TransportError as exc:
+                if "drop_internal" in self.defects:
+                    raise
+                if attempt >= retries or "no_retry_on_drop" in self.defects:
+                    raise ToyError(
+                        "connection", f"connection failed: {type(exc).__name__}"
+                    ) from None
+                attempt += 1
+                time.sleep(self._backoff(attempt, None))
+                continue
+            first = first or answer
+            if answer.status_code not in retryable or attempt >= retries:
+                if "first_error_kept" in self.defects and answer.status_code != 200:
+                    return first
+                return answer
+            attempt += 1
+            time.sleep(self._backoff(attempt, answer.headers.get("retry-after")))
+
+    def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        growth = 1 if "constant_backoff" in self.defects else 2 ** (attempt - 1)
+        delay = self.options.retry_backoff * growth
+        delay += random.uniform(0, self.options.retry_backoff / 10)
+        if retry_after is not None and "ignore_retry_after" not in self.defects:
+            if "retry_after_crash" in self.defects:
+                float(retry_after)
+            try:
+                asked = float(retry_after.strip())
+            except ValueError:
+                asked = -1.0
+            if asked >= 0:
+                delay = min(asked, RETRY_AFTER_CAP)
+        return delay
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _status_error(self, answer: httpx.Response, api_key: str | None = None) -> ToyError:
+        """Map a non-200 answer to a ToyError; any body shape is handled."""
+        code = answer.status_code
+        kinds = {
+            400: "invalid_request",
+            401: "authentication",
+            403: "api" if "wrong_status_map" in self.defects else "forbidden",
+            429: "rate_limit",
+            500: "server",
+            503: "service_unavailable",
+        }
+        kind = kinds.get(code, "api")
+        body: Any = None
+        labelled = "json" in answer.headers.get("content-type", "")
+        if answer.content and (labelled or "content_type_sensitive" not in self.defects):
+            try:
+                body = json.loads(answer.content)
+            except ValueError:
+                body = None
+        if "error_body_crash" in self.defects:
+            detail_value = body["detail"]  # KeyError/TypeError on anything but a detail object
+        detail: str | None
+        if isinstance(body, dict):
+            detail_value = body.get("detail")
+            if detail_value is None and "detail" not in body:
+                detail = None
+            else:
+                detail = detail_value if isinstance(detail_value, str) else json.dumps(detail_value)
+            details: dict[str, Any] = body
+        else:
+            text = answer.content.decode("utf-8", errors="replace")[:1024]
+            detail = text if text else None
+            details = {"detail": detail} if detail is not None else {}
+        message = f"HTTP {code}"
+        if detail is not None and "no_detail" not in self.defects:
+            message = f"HTTP {code}: {detail}"
+        if "leaks_api_key_in_errors" in self.defects and api_key:
+            message += f" (api key {api_key})"
+        status = None if "wrong_status_code" in self.defects else code
+        return ToyError(kind, message, status, details)
+
+    # -- response ----------------------------------------------------------------------------
+
+    def _decrypt(self, body: bytes, payload_id: str) -> dict[str, Any]:
+        try:
+            package = json.loads(body)
+        except ValueError:
+            kind = "security" if "body_not_object_as_security" in self.defects else "value"
+            raise ToyError(kind, "response is not JSON") from None
+        if not isinstance(package, dict):
+            raise ToyError("value", "response is not a JSON object")
+        if "structure_crash" in self.defects:
+            package["version"].strip()
+            package["encrypted_payload"]["ciphertext"].strip()
+        if "strict_unknown_fields" in self.defects and sorted(package) != sorted(PACKAGE_FIELDS):
+            raise ToyError("value", "unexpected package members")
+        for field in ("version", "algorithm", "encrypted_aes_key"):
+            if not isinstance(package.get(field), str):
+                raise ToyError("value", f"response package: {field} missing or not a string")
+        inner = package.get("encrypted_payload")
+        if not isinstance(inner, dict):
+            raise ToyError("value", "response package: encrypted_payload is not an object")
+        for field in ("ciphertext", "nonce", "tag"):
+            if not isinstance(inner.get(field), str):
+                raise ToyError("value", f"response package: {field} missing or not a string")
+        if package["version"] != VERSION and "no_version_check" not in self.defects:
+            raise ToyError("value", "unsupported package version")
+        if package["algorithm"] != ALGORITHM and "no_algorithm_check" not in self.defects:
+            raise ToyError("value", "unsupported package algorithm")
+        for field, want in (
+            ("key_algorithm", "RSA-OAEP-SHA256"),
+            ("payload_algorithm", "AES-256-GCM"),
+        ):
+            if (
+                field in package
+                and package[field] != want
+                and ("no_key_algorithm_check" not in self.defects)
+            ):
+                raise ToyError("value", f"unsupported {field}")
+        plaintext = self._open(package, inner)
+        try:
+            result = json.loads(plaintext.decode("utf-8"))
+        except ValueError:
+            kind = "value" if "bad_plaintext_value" in self.defects else "security"
+            raise ToyError(kind, "decrypted response is not UTF-8 JSON") from None
+        if not isinstance(result, dict):
+            if "non_object_plaintext_accepted" in self.defects:
+                return result  # type: ignore[return-value]
+            raise ToyError("security", "decrypted response is not a JSON object")
+        metadata = result.get("_metadata")
+        bound = isinstance(metadata, dict) and metadata.get("payload_id") == payload_id
+        if not bound and "no_pid_check" not in self.defects:
+            raise ToyError("security", "response is not bound to this request")
+        if "own_metadata_missing" in self.defects:
+            return result
+        own = {
+            "payload_id": payload_id,
+            "processed_at": package.get("processed_at"),
+            "is_encrypted": True,
+            "encryption_algorithm": package["algorithm"],
+        }
+        if isinstance(metadata, dict) and "drops_server_metadata" not in self.defects:
+            metadata.update(own)
+        else:
+            result["_metadata"] = own
+        return result
+
+    def _open(self, package: dict[str, Any], inner: dict[str, str]) -> bytes:
+        """All crypto in one step, failing with one opaque message (unless leaky)."""
+        leaky = "leaky_crypto_errors" in self.defects
+        step = "base64"
+        try:
+            wrapped = base64.b64decode(package["encrypted_aes_key"], validate=True)
+            ciphertext = base64.b64decode(inner["ciphertext"], validate=True)
+            nonce = base64.b64decode(inner["nonce"], validate=True)
+            tag = base64.b64decode(inner["tag"], validate=True)
+            step = "nonce/tag length"
+            if len(nonce) != 12 or len(tag) != 16:
+                raise ValueError("length")
+            step = "RSA-OAEP unwrap of encrypted_aes_key"
+            oaep = padding.OAEP(
+                mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+            )
+            aes_key = self._key.decrypt(wrapped, oaep)
+            step = "AES-GCM tag check of ciphertext"
+            if "no_tag_check" in self.defects:
+                counter = nonce + b"\x00\x00\x00\x02"  # GCM's keystream starts at J0 + 1
+                unauthenticated = Cipher(algorithms.AES(aes_key), modes.CTR(counter)).decryptor()
+                return unauthenticated.update(ciphertext) + unauthenticated.finalize()
+            return AESGCM(aes_key).decrypt(nonce, ciphertext + tag, None)
+        except (ValueError, binascii.Error, Exception):
+            message = f"decryption failed at {step}" if leaky else "decryption failed"
+            raise ToyError("security", message) from None
