@@ -20,11 +20,13 @@ POST_PATH = "/v1/chat/secure_completion"
 TAMPER_FIELDS = ("ciphertext", "tag", "nonce", "encrypted_aes_key")
 
 KINDS = ("status", "payload_id", "no_metadata", "tamper", "package", "plaintext",
-         "wrong_recipient", "completion", "delay", "drop")
+         "wrong_recipient", "completion", "delay", "drop", "key_wrap", "content_type")
+#: Other ways of wrapping the answer's AES key (ENC-6: a client must refuse every one).
+KEY_WRAP_PADDINGS = ("oaep-sha1", "oaep-mgf1-sha1", "oaep-label", "pkcs1v15")
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_FIELD_VALUE = re.compile(r"([\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?)?")
+_FIELD_VALUE = re.compile(r"([\x21-\x7e\x80-\xff]([\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
 
 
 def _check_header(name: object, value: object) -> None:
@@ -33,7 +35,7 @@ def _check_header(name: object, value: object) -> None:
     if not isinstance(name, str) or not _TOKEN.fullmatch(name):
         raise ValueError(f"scenario header name {name!r} is not an HTTP token")
     if not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
-        raise ValueError(f"scenario header {name!r} needs a value of visible ASCII "
+        raise ValueError(f"scenario header {name!r} needs a value of visible latin-1 "
                          "characters (inner spaces allowed)")
 
 
@@ -127,6 +129,23 @@ class Scenario:
         """Drop the connection without a complete answer."""
         return cls("drop", {}, times, path)
 
+    @classmethod
+    def key_wrap(cls, padding: str, *, times: int = 1) -> Scenario:
+        """Wrap the answer's AES key with another padding (``KEY_WRAP_PADDINGS``):
+        "oaep-sha1" (OAEP, SHA-1 and MGF1-SHA-1), "oaep-mgf1-sha1" (OAEP SHA-256 with
+        MGF1-SHA-1), "oaep-label" (OAEP SHA-256 with a non-empty label) or "pkcs1v15".
+        Everything else (package fields, metadata, binding) stays correct."""
+        if padding not in KEY_WRAP_PADDINGS:
+            raise ValueError(f"key wrap padding must be one of {', '.join(KEY_WRAP_PADDINGS)}")
+        return cls("key_wrap", {"padding": padding}, times)
+
+    @classmethod
+    def content_type(cls, value: str | None, *, times: int = 1) -> Scenario:
+        """The normal answer with this Content-Type header (None: no Content-Type at all)."""
+        if value is not None:
+            _check_header("content-type", value)
+        return cls("content_type", {"value": value}, times)
+
     # -- description for humans and the admin endpoint ----------------------------------
     def describe(self) -> dict[str, Any]:
         """A JSON-able description (the admin format, bytes shown as latin-1 text)."""
@@ -176,6 +195,10 @@ class Scenario:
                 return cls.delay(desc.pop("seconds"), path=path, times=times)
             if kind == "drop":
                 return cls.drop(path=path, times=times)
+            if kind == "key_wrap":
+                return cls.key_wrap(desc.pop("padding"), times=times)
+            if kind == "content_type":
+                return cls.content_type(desc.pop("value"), times=times)
         except KeyError as exc:
             raise ValueError(f"scenario {kind!r} needs {exc.args[0]!r}") from None
         except TypeError as exc:

@@ -27,7 +27,7 @@ import time
 import tracemalloc
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,12 +80,26 @@ class Config:
         return cfg
 
 
-def _quiet() -> None:
-    # The official client logs WARNING on every HTTP call; with no handler configured Python
-    # prints those to stderr. Both clients get logging off, so neither pays for it.
-    for name in ("nomyo", "nomyo_ref", "mock_router", "httpx", "uvicorn"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    warnings.filterwarnings("ignore", category=UserWarning)
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Logging off for both clients while measuring, then put back as it was.
+
+    The official client logs WARNING on every HTTP call; with no handler configured Python
+    prints those to stderr. Both clients get logging off, so neither pays for it. Restoring
+    matters when the figures run inside another process (the smoke test under pytest).
+    """
+    loggers = [logging.getLogger(name)
+               for name in ("nomyo", "nomyo_ref", "mock_router", "httpx", "uvicorn")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
 
 
 def _ms(seconds: float) -> float:
@@ -420,9 +434,13 @@ def _guard(ids: list[str], measure: Callable[[], list[Figure]]) -> list[Figure]:
 
 def run(cfg: Config, progress: Callable[[str], None] = lambda s: None) -> list[Figure]:
     """Measure the selected figures; a figure that cannot be measured is reported, not fatal."""
+    with _quiet():
+        return _run(cfg, progress)
+
+
+def _run(cfg: Config, progress: Callable[[str], None]) -> list[Figure]:
     from .harness import bench_keys, router_process
 
-    _quiet()
     figures: list[Figure] = []
     over_http: float | None = None
     progress(f"generating {cfg.key_size}-bit client and router keys")
