@@ -18,6 +18,7 @@ NON_STRICT = "NON-STRICT"
 ERRORED = "ERRORED"
 NOT_APPLICABLE = "NOT APPLICABLE"
 NO_CHECK = "no check"
+NOT_TESTABLE = "not testable"  # the spec marks it testable: false and no check names it
 
 RANK: dict[str, int] = {NOT_APPLICABLE: 0, PASS: 1, NON_STRICT: 2, ERRORED: 3, FAIL: 4}
 FAILING = frozenset({FAIL, ERRORED, NON_STRICT})

@@ -38,7 +38,8 @@ r.style.display=(only&&r.dataset.bad!=='1')?'none':'';});}
 
 
 def _cls(verdict: str) -> str:
-    return {"NOT APPLICABLE": "NA", "no check": "NOCHECK"}.get(verdict, verdict)
+    classes = {"NOT APPLICABLE": "NA", "no check": "NOCHECK", "not testable": "NA"}
+    return classes.get(verdict, verdict)
 
 
 def _badge(verdict: str, expected: bool = False) -> str:

@@ -1,8 +1,9 @@
 """The run's verdict as one JSON document (schema in README, section conformance).
 
 A requirement's verdict is the worst of its checks'; a requirement no check names is
-"no check". Check and requirement ids are stable across releases, so two reports (two
-implementations, or two versions of one) can be compared line by line.
+"no check", or "not testable" when the spec says no black-box check can judge it. Check and
+requirement ids are stable across releases, so two reports (two implementations, or two
+versions of one) can be compared line by line.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from typing import Any
 
 from conformance.requirements import Requirements
 from conformance.state import CheckResult
-from conformance.verdicts import FAIL, FAILING, NO_CHECK, NON_STRICT, worst
+from conformance.verdicts import FAIL, FAILING, NO_CHECK, NON_STRICT, NOT_TESTABLE, worst
 
 FORMAT = "nomyo-conformance-report/1"
 SECRETS_NOTE = (
     "Messages quote the implementation's own exception texts; the LOG checks verify that "
     "they carry no plaintext, keys or API keys."
 )
-ORDER = ["FAIL", "ERRORED", "NON-STRICT", NO_CHECK, "PASS", "NOT APPLICABLE"]
+ORDER = ["FAIL", "ERRORED", "NON-STRICT", NO_CHECK, "PASS", "NOT APPLICABLE", NOT_TESTABLE]
 
 
 def suite_version() -> str:
@@ -33,7 +34,7 @@ def suite_version() -> str:
 def requirement_entry(req: Any, checks: list[CheckResult]) -> dict[str, Any]:
     """A SHOULD failed by a check that also covers a MUST is NON-STRICT for the SHOULD."""
     verdicts = [NON_STRICT if c.verdict == FAIL and not req.strict else c.verdict for c in checks]
-    verdict = worst(verdicts) or NO_CHECK
+    verdict = worst(verdicts) or (NO_CHECK if req.testable else NOT_TESTABLE)
     failing = [c for c in checks if c.failing]
     expected = bool(failing) and all(c.listed for c in failing)
     return {

@@ -29,6 +29,8 @@ REQUIREMENTS = {
         {"id": "BBB-2", "level": "MUST", "section": "2", "summary": "never checked"},
         {"id": "BBB-3", "level": "MUST", "section": "2", "summary": "crashes"},
         {"id": "CCC-1", "level": "MUST", "section": "3", "summary": "not applicable here"},
+        {"id": "CCC-2", "level": "MUST", "section": "3", "summary": "beyond any black box",
+         "testable": False},
     ],
 }
 
@@ -54,7 +56,8 @@ class StubAdapter(Adapter):
 '''
 
 # One check per verdict (AAA-1: PASS + FAIL -> FAIL; AAA-3 SHOULD -> NON-STRICT; BBB-1
-# hypothesis FAIL with its minimal example; BBB-2 no check; BBB-3 ERRORED twice; CCC-1 N/A).
+# hypothesis FAIL with its minimal example; BBB-2 no check; BBB-3 ERRORED twice; CCC-1 N/A;
+# CCC-2 not testable).
 MIXED_CHECKS = """
 import pytest
 from hypothesis import given, strategies as st
@@ -121,6 +124,7 @@ EXPECTED_MIXED = {
         "BBB-2": "no check",
         "BBB-3": "ERRORED",
         "CCC-1": "NOT APPLICABLE",
+        "CCC-2": "not testable",
     },
     "checks": {
         "test_mixed::test_pass": "PASS",
