@@ -77,6 +77,7 @@ KEY_FILES = "key_files"
 LOW_LEVEL = "low_level"
 LOG_CAPTURE = "log_capture"
 WARNINGS = "warnings"
+RETRY_AFTER_CAP = "retry_after_cap"
 
 CAPABILITIES: dict[str, str] = {
     CREATE: "one chat completion through create() (the baseline every adapter has)",
@@ -94,6 +95,7 @@ CAPABILITIES: dict[str, str] = {
     LOW_LEVEL: "encrypt_payload() / decrypt_response() operations",
     LOG_CAPTURE: "in-process: the suite can capture the port's logging records",
     WARNINGS: "the port reports warnings (e.g. the allow_http one) in Outcome.warnings",
+    RETRY_AFTER_CAP: "ClientConfig.retry_after_cap sets the port's Retry-After cap (seconds)",
 }
 
 
@@ -111,6 +113,7 @@ class ClientConfig:
     retry_backoff: float | None = None  # base backoff seconds; ignored when unsupported
     key_dir: str | None = None  # directory to load/save the client's key pair
     secure_memory: bool | None = None
+    retry_after_cap: float | None = None  # longest wait a Retry-After may ask for (seconds)
 
     def to_json(self) -> dict[str, Any]:
         """The config as the testee protocol sends it (every field, None as null)."""

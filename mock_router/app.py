@@ -253,6 +253,11 @@ class _Handlers:
             self._finish(seen, exc.status, exc, sc.kind if sc else None)
             return _error(exc.status, exc.detail)
         self._finish(seen, 200, None, sc.kind if sc else None)
+        if sc is not None and sc.kind == "content_type":
+            media = sc.params["value"]
+            if media is None:  # Response adds no Content-Type without a media type
+                return Response(body, status_code=200)
+            return Response(body, status_code=200, headers={"content-type": media})
         return Response(body, status_code=200, media_type="application/json")
 
     async def _read_body(self, request: Request) -> bytes:
@@ -324,7 +329,8 @@ class _Handlers:
             plaintext = json.dumps(completion).encode("utf-8")
         recipient: rsa.RSAPublicKey = (self.router.other_key() if kind == "wrong_recipient"
                                        else seen.client_key)
-        package: dict[str, Any] = crypto.encrypt(recipient, plaintext)
+        package: dict[str, Any] = crypto.encrypt(
+            recipient, plaintext, params["padding"] if kind == "key_wrap" else None)
         package["processed_at"] = now
         if kind == "tamper":
             name = params["field"]

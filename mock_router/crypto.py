@@ -128,8 +128,29 @@ def decrypt(private_key: rsa.RSAPrivateKey, encrypted_aes_key: bytes, ciphertext
         raise DecryptionFailed from exc
 
 
-def encrypt(public_key: rsa.RSAPublicKey, plaintext: bytes) -> dict[str, object]:
-    """Build a v1.0 package (without processed_at) holding ``plaintext`` for ``public_key``."""
+def wrap_padding(name: str | None) -> padding.AsymmetricPadding:
+    """The RSA padding of a key wrap: None is the protocol's OAEP-SHA-256; the other names
+    (Scenario.key_wrap) are paddings a client must refuse (ENC-6)."""
+    sha1 = hashes.SHA1()  # noqa: S303 - the refused paddings, on purpose
+    if name is None:
+        return _OAEP
+    if name == "oaep-sha1":
+        return padding.OAEP(mgf=padding.MGF1(algorithm=sha1), algorithm=sha1, label=None)
+    if name == "oaep-mgf1-sha1":
+        return padding.OAEP(mgf=padding.MGF1(algorithm=sha1), algorithm=hashes.SHA256(),
+                            label=None)
+    if name == "oaep-label":
+        return padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()),
+                            algorithm=hashes.SHA256(), label=b"nomyo")
+    if name == "pkcs1v15":
+        return padding.PKCS1v15()
+    raise ValueError(f"unknown key wrap padding {name!r}")
+
+
+def encrypt(public_key: rsa.RSAPublicKey, plaintext: bytes,
+            key_wrap: str | None = None) -> dict[str, object]:
+    """Build a v1.0 package (without processed_at) holding ``plaintext`` for ``public_key``
+    (``key_wrap``: another padding for the AES key, see ``wrap_padding``)."""
     aes_key = AESGCM.generate_key(bit_length=256)
     nonce = secrets.token_bytes(NONCE_SIZE)
     sealed = AESGCM(aes_key).encrypt(nonce, plaintext, None)
@@ -139,7 +160,7 @@ def encrypt(public_key: rsa.RSAPublicKey, plaintext: bytes) -> dict[str, object]
         "algorithm": ALGORITHM,
         "encrypted_payload": {"ciphertext": b64(ciphertext), "nonce": b64(nonce),
                               "tag": b64(tag)},
-        "encrypted_aes_key": b64(public_key.encrypt(aes_key, _OAEP)),
+        "encrypted_aes_key": b64(public_key.encrypt(aes_key, wrap_padding(key_wrap))),
         "key_algorithm": KEY_ALGORITHM,
         "payload_algorithm": PAYLOAD_ALGORITHM,
     }

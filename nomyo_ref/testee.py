@@ -38,6 +38,7 @@ PROTOCOL = "nomyo-testee/1"
 CAPABILITIES = [
     "create", "api_key", "security_tier", "allow_http", "ca_cert", "pinning", "max_retries",
     "retry_backoff", "timeout", "client_reuse", "key_files", "low_level", "warnings",
+    "retry_after_cap",
 ]  # fmt: skip
 KINDS: list[tuple[type[BaseException], str]] = [  # most specific first
     (AuthenticationError, "authentication"),
@@ -56,6 +57,7 @@ CHAT_OPTIONS = {
     "api_key": "api_key", "secure_memory": "secure_memory", "key_dir": "key_dir",
     "max_retries": "max_retries", "timeout": "timeout", "ca_cert": "ca_bundle",
     "server_key_sha256": "server_key_sha256", "retry_backoff": "retry_backoff",
+    "retry_after_cap": "retry_after_cap",
 }  # fmt: skip
 LOW_LEVEL_OPTIONS = {k: v for k, v in CHAT_OPTIONS.items() if k not in ("api_key", "key_dir")}
 

@@ -53,6 +53,7 @@ class SeedPortAdapter(Adapter):
         "ca_cert": "ca_bundle",
         "server_key_sha256": "server_key_sha256",
         "retry_backoff": "retry_backoff",
+        "retry_after_cap": "retry_after_cap",
     }
     # Constructor keywords of SecureCompletionClient per ClientConfig field.
     low_level_options: Mapping[str, str | None] = {
@@ -62,6 +63,7 @@ class SeedPortAdapter(Adapter):
         "ca_cert": "ca_bundle",
         "server_key_sha256": "server_key_sha256",
         "retry_backoff": "retry_backoff",
+        "retry_after_cap": "retry_after_cap",
     }
 
     def __init__(self, module: ModuleType) -> None:

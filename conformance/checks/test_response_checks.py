@@ -19,6 +19,7 @@ from conformance import expect
 from conformance import strategies as cs
 from conformance.checks._support import MODEL, expect_kind, messages, posts
 from mock_router import Scenario
+from mock_router.scenarios import KEY_WRAP_PADDINGS
 
 #: Words that name a crypto step; the one opaque decryption message must contain none.
 STEP_WORDS = (
@@ -229,3 +230,29 @@ def test_plaintext_not_a_json_object_is_security_error(ccall: Any, router: Any, 
     """An authenticated plaintext that is not a UTF-8 JSON object is refused with
     SecurityError: the port must never hand it to the application."""
     _refused(ccall, router, Scenario.plaintext(raw), "security", f"plaintext {raw!r}")
+
+
+@pytest.mark.req("ENC-6", "CHK-9")
+@pytest.mark.parametrize("padding", KEY_WRAP_PADDINGS)
+def test_other_key_wrap_padding_refused(ccall: Any, router: Any, padding: str) -> None:
+    """An answer whose AES key is wrapped with another padding (OAEP with SHA-1 hash or MGF1,
+    OAEP with a label, PKCS#1 v1.5), everything else correct, is refused with SecurityError:
+    a client that accepts, or falls back to, a weaker padding can be downgraded."""
+    _refused(ccall, router, Scenario.key_wrap(padding), "security", f"AES key wrapped {padding}")
+
+
+@pytest.mark.req("CHK-14")
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/octet-stream", "text/html; charset=utf-8", None],
+    ids=["text-plain", "octet-stream", "text-html", "missing"],
+)
+def test_content_type_of_a_200_is_ignored(
+    ccall: Any, router: Any, content_type: str | None
+) -> None:
+    """A normal answer under another Content-Type, or none, is processed like any other:
+    proxies and servers label bodies carelessly, the package format is what counts."""
+    router.reset()
+    router.push(Scenario.content_type(content_type))
+    outcome = ccall(model=MODEL, messages=messages())
+    expect.ok(outcome, f"a completion with Content-Type {content_type!r}")

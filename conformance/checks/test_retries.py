@@ -9,6 +9,7 @@ Attempts are counted where they arrive: the router's record of POSTs.
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -118,6 +119,26 @@ def test_retry_after_is_honoured(ccall: Any, make_config: Any, router: Any) -> N
     first, second = posts(router)[:2]
     waited = second.time - first.time
     expect.true(waited >= 0.8, "a wait of about 1 s before the retry", f"{waited:.3f} s")
+
+
+@pytest.mark.req("RTY-10")
+@pytest.mark.requires("max_retries", "retry_after_cap")
+@pytest.mark.parametrize("value", ["3600", "1000000000000"])
+def test_retry_after_never_exceeds_the_cap(
+    ccall: Any, make_config: Any, router: Any, value: str
+) -> None:
+    """Retry-After: 3600 (or 10**12) with retry_after_cap=0.2 s: the client waits at most the
+    cap, so one retry and the error come within seconds (the bound of 10 s is generous; a
+    client that obeys the header waits an hour). A hostile or broken server must not be able
+    to park a client indefinitely."""
+    router.push(_busy(503, 2, headers={"Retry-After": value}))
+    config = make_config(max_retries=1, retry_after_cap=0.2)
+    start = time.monotonic()
+    outcome = ccall(model=MODEL, messages=messages(), config=config)
+    elapsed = time.monotonic() - start
+    expect_kind(outcome, "service_unavailable", f"503 with Retry-After {value}")
+    expect.equal(len(posts(router)), 2, "POSTs with max_retries=1")
+    expect.true(elapsed < 10, "the call to end within 10 s (cap 0.2 s)", f"{elapsed:.1f} s")
 
 
 @pytest.mark.req("RTY-11")

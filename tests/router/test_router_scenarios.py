@@ -354,3 +354,60 @@ async def test_seen_is_in_arrival_order_even_when_answers_finish_out_of_order(ht
     await slow
     assert fast.response.status_code == 200
     assert [s.payload_id for s in router.seen] == ["slow", "fast"]
+
+
+# -- other key wraps and Content-Types (ENC-6, CHK-14) ------------------------------------
+def _unwrap_with(name: str):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    sha1 = hashes.SHA1()  # noqa: S303 - the refused paddings, on purpose
+    return {
+        "oaep-sha1": padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None),
+        "oaep-mgf1-sha1": padding.OAEP(mgf=padding.MGF1(sha1), algorithm=hashes.SHA256(),
+                                       label=None),
+        "oaep-label": padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                   algorithm=hashes.SHA256(), label=b"nomyo"),
+        "pkcs1v15": padding.PKCS1v15(),
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["oaep-sha1", "oaep-mgf1-sha1", "oaep-label", "pkcs1v15"])
+async def test_key_wrap_scenario(http, router, wire, name):
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    router.push(Scenario.key_wrap(name))
+    res = await wire.create(http, CHAT, decrypt=False)
+    assert res.response.status_code == 200
+    pkg = res.response.json()
+    assert pkg["key_algorithm"] == "RSA-OAEP-SHA256"  # everything else stays correct
+    with pytest.raises(ValueError, match="Decryption failed"):
+        open_package(wire.key, pkg)  # not OAEP-SHA-256
+    aes_key = wire.key.decrypt(base64.b64decode(pkg["encrypted_aes_key"]), _unwrap_with(name))
+    inner = pkg["encrypted_payload"]
+    sealed = base64.b64decode(inner["ciphertext"]) + base64.b64decode(inner["tag"])
+    out = json.loads(AESGCM(aes_key).decrypt(base64.b64decode(inner["nonce"]), sealed, None))
+    assert out["_metadata"]["payload_id"] == res.payload_id
+    assert out["choices"][0]["message"]["content"] == "ping pong"
+    assert router.seen[-1].scenario == "key_wrap"
+    assert (await wire.create(http, CHAT)).response.status_code == 200  # used up
+
+
+@pytest.mark.parametrize("value", ["text/plain", "application/octet-stream", None])
+async def test_content_type_scenario(http, router, wire, value):
+    router.push(Scenario.content_type(value))
+    res = await wire.create(http, CHAT)
+    assert res.response.status_code == 200
+    assert res.response.headers.get("content-type") == value
+    assert res.completion["_metadata"]["payload_id"] == res.payload_id
+    assert router.seen[-1].scenario == "content_type"
+
+
+async def test_new_scenario_constructor_errors_and_descriptions():
+    with pytest.raises(ValueError, match="key wrap padding"):
+        Scenario.key_wrap("oaep-sha256")
+    with pytest.raises(ValueError, match="content-type"):
+        Scenario.content_type("text/plain\n")
+    for sc in (Scenario.key_wrap("pkcs1v15"), Scenario.content_type(None),
+               Scenario.content_type("text/plain")):
+        assert Scenario.from_description(sc.describe()) == sc

@@ -8,6 +8,7 @@ that one defect (the check guarding the broken rule must fail). Every name in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -42,6 +43,9 @@ def _options(config: ClientConfig, defects: frozenset[str] = frozenset()) -> Toy
         ),
         key_dir=config.key_dir,
         secure_memory=True if config.secure_memory is None else config.secure_memory,
+        retry_after_cap=(
+            defaults.retry_after_cap if config.retry_after_cap is None else config.retry_after_cap
+        ),
     )
 
 
@@ -60,6 +64,7 @@ class ToyAdapter(Adapter):
             A.PINNING,
             A.MAX_RETRIES,
             A.RETRY_BACKOFF,
+            A.RETRY_AFTER_CAP,
             A.CLIENT_REUSE,
             A.KEY_FILES,
             A.LOG_CAPTURE,
@@ -221,8 +226,22 @@ API_DEFECTS: dict[str, str] = {
 }
 
 
-def seed_module(defects: frozenset[str]) -> types.ModuleType:
-    """A module with the seed's classes and exceptions; `defects` break its surface."""
+#: Client defects that only the seed-shaped surface can show (its checks drive the module).
+SEED_CLIENT_DEFECTS = (
+    "api_key_override_ignored",
+    "payload_id_unvalidated",
+    "mlock_required",
+    "plaintext_chained",
+    "crypto_error_chained",
+    "unlocked_key_fetch",
+)
+
+
+def seed_module(
+    defects: frozenset[str], client_defects: frozenset[str] = frozenset()
+) -> types.ModuleType:
+    """A module with the seed's classes and exceptions; `defects` break its surface and
+    `client_defects` (names of toy_client.DEFECTS) the toy client behind it."""
     module = types.ModuleType("toy_seed")
 
     class APIError(Exception):
@@ -244,9 +263,24 @@ def seed_module(defects: frozenset[str]) -> types.ModuleType:
         return type(name, (APIError,), {"__init__": init})
 
     connection_base = Exception if "connection_error_outside_api_error" in defects else APIError
+    members: dict[str, Any] = {}
 
     class SecurityError(Exception):
         pass
+
+    def translated(run: Callable[[], Any]) -> Any:
+        """Run a toy client call, raising the seed's exception for a ToyError (its cause,
+        if the toy chained one, carried over; otherwise `from None`)."""
+        try:
+            return run()
+        except ToyError as exc:
+            if exc.kind == "value":
+                error: Exception = ValueError(exc.message)
+            elif exc.kind == "security":
+                error = SecurityError(exc.message)
+            else:
+                error = members.get(KIND_CLASSES.get(exc.kind, "APIError"), APIError)(exc.message)
+            raise error from exc.__cause__
 
     class SecureCompletionClient:
         def __init__(
@@ -259,6 +293,7 @@ def seed_module(defects: frozenset[str]) -> types.ModuleType:
             allow_http: bool = False,
         ) -> None:
             self.router_url, self.allow_http = router_url, allow_http
+            self._key_dir: str | None = None
 
         def generate_keys(
             self, save_to_file: bool = False, key_dir: str = "client_keys", password: Any = None
@@ -268,7 +303,8 @@ def seed_module(defects: frozenset[str]) -> types.ModuleType:
         def load_keys(
             self, private_key_path: str, public_key_path: Any = None, password: Any = None
         ) -> None:
-            raise NotImplementedError
+            # the toy keeps keys as private_key.pem/public_key.pem in one directory
+            self._key_dir = os.path.dirname(os.path.abspath(private_key_path))
 
         async def encrypt_payload(self, payload: dict) -> bytes:
             raise NotImplementedError
@@ -279,7 +315,19 @@ def seed_module(defects: frozenset[str]) -> types.ModuleType:
         async def send_secure_request(
             self, payload: dict, payload_id: str, api_key: Any = None, security_tier: Any = None
         ) -> dict:
-            raise NotImplementedError
+            options = ToyOptions(
+                base_url=self.router_url,
+                allow_http=self.allow_http,
+                key_dir=self._key_dir,
+                retry_backoff=0.01,
+            )
+            client = translated(lambda: ToyClient(options, client_defects))
+            try:
+                return translated(
+                    lambda: client.send_secure_request(payload, payload_id, api_key, security_tier)
+                )
+            finally:
+                client.close()
 
     async def fetch_key(self: Any) -> str:
         raise NotImplementedError
@@ -302,16 +350,40 @@ def seed_module(defects: frozenset[str]) -> types.ModuleType:
             key_dir: Any = None,
             max_retries: int = 2,
         ) -> None:
-            self.client = ToyClient(
-                ToyOptions(base_url=base_url, allow_http=allow_http, api_key=api_key,
-                           key_dir=key_dir, max_retries=max_retries)
-            )  # fmt: skip
+            options = ToyOptions(base_url=base_url, allow_http=allow_http, api_key=api_key,
+                                 key_dir=key_dir, max_retries=max_retries,
+                                 secure_memory=secure_memory)  # fmt: skip
+            self.client = translated(lambda: ToyClient(options, client_defects))
+            self._key_lock: asyncio.Lock | None = None
             if "constructor_fetches_key" in defects:
                 with contextlib.suppress(Exception):
                     self.client._fetch_server_key(self.client._base_url())
 
+        async def _server_key(self) -> None:
+            """Fetch the server key once, under a lock (API-19); the await in between lets
+            concurrent calls run, so without the lock (unlocked_key_fetch) each fetches."""
+            if "unlocked_key_fetch" in client_defects:
+                if self.client._server_key is None:
+                    await asyncio.sleep(0.01)
+                    base = translated(self.client._base_url)
+                    self.client._server_key = translated(
+                        lambda: self.client._fetch_server_key(base)
+                    )
+                return
+            if self._key_lock is None:
+                self._key_lock = asyncio.Lock()
+            async with self._key_lock:
+                if self.client._server_key is None:
+                    await asyncio.sleep(0.01)
+                    base = translated(self.client._base_url)
+                    self.client._server_key = translated(
+                        lambda: self.client._fetch_server_key(base)
+                    )
+
         async def create(self, model: str, messages: list, **kwargs: Any) -> dict:
-            return self.client.create(model, messages, **kwargs)
+            if "base_url" not in kwargs:
+                await self._server_key()
+            return translated(lambda: self.client.create(model, messages, **kwargs))
 
         async def acreate(self, model: str, messages: list, **kwargs: Any) -> dict:
             return await self.create(model, messages, **kwargs)
@@ -340,7 +412,7 @@ def seed_module(defects: frozenset[str]) -> types.ModuleType:
 
         SecureChatCompletion.create = create_sync  # type: ignore[assignment,method-assign]
 
-    members: dict[str, Any] = {
+    members.update({
         "SecureChatCompletion": SecureChatCompletion,
         "SecureCompletionClient": SecureCompletionClient,
         "APIError": APIError,
@@ -352,12 +424,23 @@ def seed_module(defects: frozenset[str]) -> types.ModuleType:
         "ServiceUnavailableError": status_error("ServiceUnavailableError", 503),
         "APIConnectionError": type("APIConnectionError", (connection_base,), {}),
         "SecurityError": SecurityError,
-    }
+    })  # fmt: skip
     if "missing_export" in defects:
         del members["ForbiddenError"]
     for name, value in members.items():
         setattr(module, name, value)
     return module
+
+
+KIND_CLASSES = {
+    "authentication": "AuthenticationError",
+    "invalid_request": "InvalidRequestError",
+    "forbidden": "ForbiddenError",
+    "rate_limit": "RateLimitError",
+    "server": "ServerError",
+    "service_unavailable": "ServiceUnavailableError",
+    "connection": "APIConnectionError",
+}
 
 
 class ToySeedAdapter(ToyAdapter):
@@ -368,12 +451,15 @@ class ToySeedAdapter(ToyAdapter):
     def __init__(self, defects: frozenset[str] = frozenset()) -> None:
         super().__init__(frozenset(d for d in defects if d in DEFECTS))
         self.name = "toy_seed" if not defects else "toy_seed+" + "+".join(sorted(defects))
-        self.module = seed_module(frozenset(d for d in defects if d in API_DEFECTS))
+        self.module = seed_module(
+            frozenset(d for d in defects if d in API_DEFECTS),
+            frozenset(d for d in defects if d in DEFECTS),
+        )
 
 
 #: The toy client with the seed-shaped surface and no defect.
 toy_seed = ToySeedAdapter()
 
-for _name in (*API_DEFECTS, "api_key_override_ignored"):
+for _name in (*API_DEFECTS, *SEED_CLIENT_DEFECTS):
     globals()[_name] = ToySeedAdapter(frozenset({_name}))
 del _name

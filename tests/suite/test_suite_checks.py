@@ -206,6 +206,23 @@ PROOFS: dict[str, tuple[str, ...]] = {
     "connection_error_outside_api_error": ("test_python_api::test_exception_hierarchy",),
     "constructor_fetches_key": ("test_python_api::test_constructors_do_no_network_io",),
     "api_key_override_ignored": ("test_python_api::test_create_consumes_api_key_override",),
+    # the last rules: other key wraps, Content-Type, Retry-After cap, the Python objects
+    "oaep_sha1_fallback": ("test_response_checks::test_other_key_wrap_padding_refused[oaep-sha1]",),
+    "content_type_200_strict": (
+        "test_response_checks::test_content_type_of_a_200_is_ignored[text-plain]",
+        "test_response_checks::test_content_type_of_a_200_is_ignored[missing]",
+    ),
+    "retry_after_uncapped": ("test_retries::test_retry_after_never_exceeds_the_cap[3600]",),
+    "payload_id_unvalidated": (
+        "test_python_calls::test_send_secure_request_refuses_bad_payload_ids",
+    ),
+    "mlock_required": ("test_python_calls::test_call_succeeds_without_memory_locking",),
+    "plaintext_chained": ("test_python_calls::test_exceptions_carry_no_plaintext",),
+    "crypto_error_chained": (
+        "test_python_calls::test_decryption_error_exposes_no_cause[tamper tag]",
+        "test_python_calls::test_decryption_error_exposes_no_cause[wrong recipient]",
+    ),
+    "unlocked_key_fetch": ("test_python_calls::test_concurrent_first_calls_share_keys",),
 }
 
 #: Checks no toy defect can fail yet, and why.
@@ -262,7 +279,12 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, st
     reports = base / "reports"
     jobs = [
         _job("toy", "tests.suite.broken:toy", ["conformance/checks"], reports),
-        _job("toy_seed", "tests.suite.broken:toy_seed", [_node("test_python_api::")], reports),
+        _job(
+            "toy_seed",
+            "tests.suite.broken:toy_seed",
+            [_node("test_python_api::"), _node("test_python_calls::")],
+            reports,
+        ),
     ]
     jobs += [
         _job(defect, f"tests.suite.broken:{defect}", sorted({_node(c) for c in checks}), reports)

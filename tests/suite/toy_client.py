@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import logging
@@ -175,6 +177,15 @@ DEFECTS: dict[str, str] = {
     "resend_twice": "resends a second time when the resend after a rotation is refused",
     "constant_backoff": "waits the base delay before every retry",
     "insecure_mode_differs": "with secure_memory=False sends an extra X-Secure-Memory header",
+    # the last testable rules (ENC-6, CHK-14, PID-9, RTY-10, MEM-3, LOG-3, CHK-12, API-19)
+    "oaep_sha1_fallback": "unwraps the answer's AES key with OAEP-SHA-1 when OAEP-SHA-256 fails",
+    "content_type_200_strict": "refuses a 200 answer whose Content-Type is not application/json",
+    "payload_id_unvalidated": "send_secure_request sends any payload_id without checking it",
+    "retry_after_uncapped": "waits as long as Retry-After asks (up to 15 s), beyond its cap",
+    "mlock_required": "fails the call when mlock of the plaintext buffer fails",
+    "plaintext_chained": "chains the JSONDecodeError (its .doc is the plaintext) to its error",
+    "crypto_error_chained": "chains the crypto library's exception to 'decryption failed'",
+    "unlocked_key_fetch": "concurrent calls on one SecureChatCompletion each fetch the server key",
 }
 
 
@@ -209,6 +220,42 @@ class ToyOptions:
     retry_backoff: float = 1.0
     key_dir: str | None = None
     secure_memory: bool = True
+    retry_after_cap: float = RETRY_AFTER_CAP
+
+
+def _valid_payload_id(value: Any) -> bool:
+    """1 to 128 visible ASCII characters (PID-9)."""
+    return isinstance(value, str) and 1 <= len(value) <= 128 and all(
+        "\x21" <= c <= "\x7e" for c in value
+    )
+
+
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        name = ctypes.util.find_library("c")
+        _LIBC = ctypes.CDLL(name, use_errno=True) if name else False
+    return _LIBC
+
+
+def _with_locked_copy(data: bytes, required: bool) -> None:
+    """Best-effort secure memory: copy into a buffer, mlock it, zero and unlock it.
+    `required` (the defect mlock_required) makes a failed mlock fail the call."""
+    libc = _libc()
+    if not libc or not hasattr(libc, "mlock") or not data:
+        return
+    buf = (ctypes.c_char * len(data)).from_buffer_copy(data)
+    address, size = ctypes.addressof(buf), ctypes.c_size_t(len(data))
+    locked = libc.mlock(ctypes.c_void_p(address), size) == 0
+    if not locked and required:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mlock failed: {os.strerror(err)}")
+    ctypes.memset(address, 0, len(data))
+    if locked:
+        libc.munlock(ctypes.c_void_p(address), size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,13 +468,42 @@ class ToyClient:
         api_key = override or self.options.api_key or None
         if "base_url" in kwargs:
             raise ToyError("unsupported", "base_url per call is not supported")
+        return self._call(model, messages, kwargs, tier, api_key, None)
+
+    def send_secure_request(
+        self,
+        payload: dict[str, Any],
+        payload_id: str,
+        api_key: str | None = None,
+        security_tier: str | None = None,
+    ) -> dict[str, Any]:
+        """The seed's low-level call: this payload under this payload id."""
+        if not _valid_payload_id(payload_id) and "payload_id_unvalidated" not in self.defects:
+            raise ToyError("value", "payload_id must be 1 to 128 visible ASCII characters")
+        params = dict(payload)
+        model, messages = params.pop("model", None), params.pop("messages", None)
+        return self._call(model, messages, params, security_tier, api_key, payload_id)
+
+    def _call(
+        self,
+        model: Any,
+        messages: Any,
+        kwargs: dict[str, Any],
+        tier: str | None,
+        api_key: str | None,
+        given_id: str | None,
+    ) -> dict[str, Any]:
         base = self._base_url()
         self._check_header_values(tier, api_key)
         self._check_request(model, messages, kwargs)
         plaintext = self._plaintext(model, messages, kwargs, tier, api_key)
+        if self.options.secure_memory:
+            _with_locked_copy(plaintext, "mlock_required" in self.defects)
         payload_id = self._fixed_pid if "reuse_payload_id" in self.defects else str(uuid.uuid4())
         if "payload_id_not_uuid4" in self.defects:
             payload_id = payload_id.upper()
+        if given_id is not None:
+            payload_id = given_id
         server_key = self._server(base)
         headers = self._headers(payload_id, tier, api_key)
         body = self._encrypt(plaintext, server_key)
@@ -446,6 +522,9 @@ class ToyClient:
                     )
         if answer.status_code != 200:
             raise self._status_error(answer, api_key)
+        ctype = answer.headers.get("content-type", "")
+        if "content_type_200_strict" in self.defects and not ctype.startswith("application/json"):
+            raise ToyError("value", f"unexpected Content-Type {ctype!r} of a 200 answer")
         return self._decrypt(answer.content, payload_id)
 
     def _check_request(self, model: Any, messages: Any, params: dict[str, Any]) -> None:
@@ -640,7 +719,8 @@ class ToyClient:
             except ValueError:
                 asked = -1.0
             if asked >= 0:
-                delay = min(asked, RETRY_AFTER_CAP)
+                cap = 15.0 if "retry_after_uncapped" in self.defects else None
+                delay = min(asked, cap if cap is not None else self.options.retry_after_cap)
         return delay
 
     # -- errors ------------------------------------------------------------------------------
@@ -727,9 +807,10 @@ class ToyClient:
         plaintext = self._open(package, inner)
         try:
             result = json.loads(plaintext.decode("utf-8"))
-        except ValueError:
+        except ValueError as exc:
             kind = "value" if "bad_plaintext_value" in self.defects else "security"
-            raise ToyError(kind, "decrypted response is not UTF-8 JSON") from None
+            cause = exc if "plaintext_chained" in self.defects else None
+            raise ToyError(kind, "decrypted response is not UTF-8 JSON") from cause
         if not isinstance(result, dict):
             if "non_object_plaintext_accepted" in self.defects:
                 return result  # type: ignore[return-value]
@@ -768,13 +849,22 @@ class ToyClient:
             oaep = padding.OAEP(
                 mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
             )
-            aes_key = self._key.decrypt(wrapped, oaep)
+            try:
+                aes_key = self._key.decrypt(wrapped, oaep)
+            except ValueError:
+                if "oaep_sha1_fallback" not in self.defects:
+                    raise
+                sha1 = hashes.SHA1()  # noqa: S303 (the defect oaep_sha1_fallback, on purpose)
+                aes_key = self._key.decrypt(
+                    wrapped, padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None)
+                )
             step = "AES-GCM tag check of ciphertext"
             if "no_tag_check" in self.defects:
                 counter = nonce + b"\x00\x00\x00\x02"  # GCM's keystream starts at J0 + 1
                 unauthenticated = Cipher(algorithms.AES(aes_key), modes.CTR(counter)).decryptor()
                 return unauthenticated.update(ciphertext) + unauthenticated.finalize()
             return AESGCM(aes_key).decrypt(nonce, ciphertext + tag, None)
-        except (ValueError, binascii.Error, Exception):
+        except (ValueError, binascii.Error, Exception) as exc:
             message = f"decryption failed at {step}" if leaky else "decryption failed"
-            raise ToyError("security", message) from None
+            cause = exc if "crypto_error_chained" in self.defects else None
+            raise ToyError("security", message) from cause
