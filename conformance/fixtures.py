@@ -130,21 +130,15 @@ def make_config(http_server: Any, client_key_dir: str) -> Callable[..., ClientCo
 
 
 @pytest.fixture(scope="session")
-def make_tls_config(tls_server: Any, client_key_dir: str) -> Callable[..., ClientConfig]:
+def make_tls_config(
+    tls_server: Any, make_config: Callable[..., ClientConfig]
+) -> Callable[..., ClientConfig]:
     """`make_tls_config(**overrides)`: like make_config, for the https server and its CA."""
 
     def factory(**overrides: Any) -> ClientConfig:
-        values: dict[str, Any] = {
-            "base_url": tls_server.url,
-            "allow_http": False,
-            "ca_cert": str(tls_server.ca_cert_path),
-            "max_retries": 0,
-            "timeout": 10.0,
-            "retry_backoff": 0.01,
-            "key_dir": client_key_dir,
-        }
-        values.update(overrides)
-        return ClientConfig(**values)
+        tls = {"base_url": tls_server.url, "allow_http": False,
+               "ca_cert": str(tls_server.ca_cert_path)}
+        return make_config(**{**tls, **overrides})
 
     return factory
 
