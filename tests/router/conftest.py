@@ -13,26 +13,6 @@ from mock_router import MockRouter
 from .wire import WireClient
 
 
-@pytest.fixture(scope="session")
-def server_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="session")
-def other_server_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="session")
-def client_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="session")
-def small_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - refused on purpose
-
-
 @pytest.fixture
 def router(server_key: rsa.RSAPrivateKey) -> MockRouter:
     return MockRouter(server_key)
