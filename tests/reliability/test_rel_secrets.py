@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -328,9 +327,6 @@ def _suite_ready() -> bool:
 
 
 @pytest.mark.skipif(not _suite_ready(), reason="the conformance suite is not there yet")
-@pytest.mark.skipif(not (THOROUGH or os.environ.get("NOMYO_REL_SUITE") == "1"),
-                    reason="a whole conformance run takes minutes: NOMYO_THOROUGH=1 or "
-                    "NOMYO_REL_SUITE=1 runs it")
 def test_conformance_run_at_debug_leaks_nothing(tmp_path: Path) -> None:
     report = tmp_path / "report"
     log_file = tmp_path / "debug.log"
