@@ -237,21 +237,22 @@ class _Handlers:
         seen = _Seen(request.method, request.url.path, _headers(request), time.time())
         sc, failure = await self._before(POST_PATH)
         refusal: Refusal | None = None
+        body: bytes | None = None
         try:
             await self._check(request, seen)
         except Refusal as exc:
             refusal = exc
+        if refusal is None:
+            # One worker-thread hop for all the RSA/AES/JSON work of the request.
+            answer = not failure and (sc is None or sc.kind not in ("status", "drop"))
+            refusal, body = await anyio.to_thread.run_sync(self._process, seen, sc, answer)
         special = self._special(seen, sc, failure, refusal)
         if special is not None:
             return special
         if refusal is not None:
             self._finish(seen, refusal.status, refusal, sc.kind if sc else None)
             return _error(refusal.status, refusal.detail)
-        try:
-            body = await anyio.to_thread.run_sync(self._answer, seen, sc)
-        except Refusal as exc:
-            self._finish(seen, exc.status, exc, sc.kind if sc else None)
-            return _error(exc.status, exc.detail)
+        assert body is not None  # no failure and no status/drop scenario: an answer was made
         self._finish(seen, 200, None, sc.kind if sc else None)
         if sc is not None and sc.kind == "content_type":
             media = sc.params["value"]
@@ -259,6 +260,18 @@ class _Handlers:
                 return Response(body, status_code=200)
             return Response(body, status_code=200, headers={"content-type": media})
         return Response(body, status_code=200, media_type="application/json")
+
+    def _process(self, seen: _Seen, sc: Scenario | None, answer: bool
+                 ) -> tuple[Refusal | None, bytes | None]:
+        """Decrypt and check the package, then (when asked) build the encrypted answer.
+
+        Runs in a worker thread so the event loop keeps serving while RSA works.
+        """
+        try:
+            self._decrypt(seen)
+            return None, self._answer(seen, sc) if answer else None
+        except Refusal as exc:
+            return exc, None
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.router.max_body_bytes
@@ -275,7 +288,10 @@ class _Handlers:
         return b"".join(chunks)
 
     async def _check(self, request: Request, seen: _Seen) -> None:
-        """Every server-side check in order (see validation.py); fills ``seen``."""
+        """The checks up to the package, in order (see validation.py); fills ``seen``.
+
+        The package checks and decryption follow in :meth:`_process`.
+        """
         h = seen.headers
         check_content_length(h.get("content-length"), self.router.max_body_bytes)
         seen.body = await self._read_body(request)
@@ -284,7 +300,6 @@ class _Handlers:
         check_payload_id(h.get("x-payload-id"))
         seen.tier = check_tier(h.get("x-security-tier"))
         seen.client_pem, seen.client_key = decode_public_key_header(h.get("x-public-key"))
-        await anyio.to_thread.run_sync(self._decrypt, seen)
 
     def _decrypt(self, seen: _Seen) -> None:
         seen.package, fields = parse_package(seen.body)
