@@ -391,15 +391,11 @@ async def test_router_refuses_1gib_content_length_without_reading(
                      b"Content-Type: application/octet-stream\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
         chunk = b"100000\r\n" + b"0" * 0x100000 + b"\r\n"
-        sent = 0
-
         async def pump() -> None:
-            nonlocal sent
             try:
                 for _ in range(64):  # offers 64 MiB
                     writer.write(chunk)
                     await writer.drain()
-                    sent += 1
             except ConnectionError:
                 pass
 
@@ -408,7 +404,15 @@ async def test_router_refuses_1gib_content_length_without_reading(
         pumping.cancel()
         writer.close()
         assert status_line.startswith(b"HTTP/1.1 413"), status_line
-        assert sent < 64
+        # How much the client gets to send is a race: uvicorn reads and discards the unread
+        # rest of a refused stream to keep the connection usable, so on a loaded machine all
+        # 64 MiB may go through. What the router itself reads is bounded, and asserted
+        # deterministically in-process (tests/router: test_chunked_body_over_16_mib_is_cut_off);
+        # here the refusal must name the limit, and nothing past it may have been kept.
+        refused = [s for s in router.seen if s.status == 413 and s.refusal
+                   and "too large" in s.refusal]
+        assert len(refused) == 2, [(s.status, s.refusal) for s in router.seen]
+        assert all(len(s.body) <= 16 * 1024 * 1024 for s in refused)
         # and it keeps serving
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
