@@ -442,7 +442,7 @@ async def test_private_key_work_does_not_block_the_event_loop(http, router, wire
     real = app_module.crypto.decrypt
 
     def slow_decrypt(*args: Any) -> bytes:
-        time.sleep(0.4)
+        time.sleep(2.0)  # long, so a loaded machine cannot blur blocked and not blocked
         return real(*args)
 
     monkeypatch.setattr(app_module.crypto, "decrypt", slow_decrypt)
@@ -451,7 +451,7 @@ async def test_private_key_work_does_not_block_the_event_loop(http, router, wire
     start = time.monotonic()
     key = await http.get("/pki/public_key")
     assert key.status_code == 200
-    assert time.monotonic() - start < 0.3  # answered while the decryption was running
+    assert time.monotonic() - start < 1.5  # answered while the decryption was running
     assert not slow.done()
     assert (await slow).status_code == 200
 
