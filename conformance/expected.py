@@ -12,8 +12,6 @@ run, so the list never goes stale.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,16 +80,3 @@ def render(failing: Iterable[str], reasons: Mapping[str, str], default_reason: s
         lines.append(f"{check_id}  # {reason}\n" if reason else f"{check_id}\n")
     return "".join(lines)
 
-
-def write(path: str | Path, text: str) -> None:
-    """Atomic write: the old file stays whole if anything goes wrong."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".expected-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -83,9 +83,7 @@ def check_private_key(key: object, what: str) -> rsa.RSAPrivateKey:
     """Require an RSA private key of at least 2048 bits with exponent 65537."""
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError(f"{what} is not an RSA private key")
-    if key.key_size < MIN_KEY_SIZE:
-        raise ValueError(f"{what} is a {key.key_size}-bit RSA key; at least {MIN_KEY_SIZE} "
-                         "bits are required")
+    check_public_key(key.public_key(), what)
     if key.public_key().public_numbers().e != PUBLIC_EXPONENT:
         raise ValueError(f"{what}: RSA public exponent must be {PUBLIC_EXPONENT}")
     return key

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance import expected as expected_mod
+from conformance.files import write_atomic
 from conformance.report import html, model, terminal
 from conformance.state import ConformanceState
 from conformance.verdicts import NON_STRICT, NOT_APPLICABLE
@@ -59,20 +58,8 @@ def finish_run(session: pytest.Session, state: ConformanceState) -> None:
 
 
 def write_report(directory: Path, document: dict[str, Any]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    _atomic(directory / "report.json", json.dumps(document, indent=2, sort_keys=False) + "\n")
-    _atomic(directory / "report.html", html.render([document]))
-
-
-def _atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(directory / "report.json", json.dumps(document, indent=2, sort_keys=False) + "\n")
+    write_atomic(directory / "report.html", html.render([document]))
 
 
 def _update_expected(state: ConformanceState) -> None:
@@ -95,7 +82,7 @@ def _update_expected(state: ConformanceState) -> None:
             reasons[result.check_id] = old.get(result.check_id) or (
                 f"TODO: explain ({result.verdict} {', '.join(result.requirements)})"
             )
-    expected_mod.write(path, expected_mod.render(reasons, reasons, ""))
+    write_atomic(path, expected_mod.render(reasons, reasons, ""))
     state.messages.append(f"expected failures rewritten: {path} ({len(reasons)} entries)")
 
 
