@@ -9,16 +9,39 @@ reported ERRORED.
     from conformance import expect
     result = expect.ok(call())
     err = expect.error(call(api_key="x"), kind="authentication", status=401)
+
+Evidence, not chains: `expect.clause("ERR-13")` charges the assertions inside to one
+requirement of a multi-requirement check (the others keep their own verdicts);
+`expect.blocked(by="ENC-3", why=...)` ends a check that cannot observe its property because
+another requirement is broken (verdict BLOCKED, confirmed at the end of the run);
+`expect.evidence(items, what)` refuses to judge on nothing (an empty record never passes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sized
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
 from conformance.adapter import ErrorInfo, Kind, Outcome
+from conformance.charging import Blocked, clause
+
+__all__ = [
+    "ImplementationCrash",
+    "applicable",
+    "blocked",
+    "clause",
+    "equal",
+    "error",
+    "evidence",
+    "not_applicable",
+    "ok",
+    "true",
+    "warning",
+]
+
+T = TypeVar("T", bound=Sized)
 
 NOT_APPLICABLE = "NOT APPLICABLE"
 
@@ -30,6 +53,24 @@ class ImplementationCrash(Exception):
 def not_applicable(reason: str) -> None:
     """Stop the check as NOT APPLICABLE."""
     pytest.skip(f"{NOT_APPLICABLE}: {reason}")
+
+
+def blocked(by: str, why: str) -> NoReturn:
+    """Stop the check as BLOCKED by requirement `by` (which must fail in this run)."""
+    raise Blocked(by, why)
+
+
+def evidence(items: T, what: str, *, blocked_by: str | None = None, why: str = "") -> T:
+    """`items` must hold something: a check never passes on an empty record.
+
+    Without `blocked_by`, nothing observed is a failure of the check's own requirement; with
+    it, the check is BLOCKED by that requirement (say why).
+    """
+    if len(items) == 0:
+        if blocked_by is not None:
+            blocked(blocked_by, why or f"no {what} to judge")
+        raise AssertionError(f"expected <{what}>, actual <nothing observed>")
+    return items
 
 
 def applicable(outcome: Outcome) -> Outcome:
@@ -60,20 +101,25 @@ def _kinds(kind: str | Kind | Iterable[str | Kind] | None) -> set[str] | None:
 
 def error(
     outcome: Outcome,
-    kind: str | Kind | Iterable[str | Kind] | None = None,
+    kind: str | Kind | Iterable[str | Kind],
     *,
     status: int | None = None,
     message_contains: str | None = None,
 ) -> ErrorInfo:
-    """The outcome must be an error of `kind` (one of, when several) and `status`."""
+    """The outcome must be an error of `kind` (one of, when several) and `status`.
+
+    A check always names the kind the spec names: "some error happened" is never a pass.
+    """
     wanted = _kinds(kind)
+    if not wanted:
+        raise TypeError("expect.error() needs the kind(s) the spec names")
     expected = _describe_error(wanted, status, message_contains)
     error_info = outcome.error
     if error_info is None:
         raise AssertionError(f"expected <{expected}>, actual <{outcome}>")
-    if wanted is None or error_info.kind not in wanted:
+    if error_info.kind not in wanted:
         applicable(outcome)  # unsupported -> NOT APPLICABLE, internal -> crash
-    if wanted is not None and error_info.kind not in wanted:
+    if error_info.kind not in wanted:
         raise AssertionError(f"expected <{expected}>, actual <error {error_info}>")
     if status is not None and error_info.status_code != status:
         raise AssertionError(f"expected <{expected}>, actual <error {error_info}>")

@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 
+from conformance.charging import BLOCKED_PREFIX, Blocked, charged_ids, messages_by_id
 from conformance.state import CheckResult, ConformanceState
 from conformance.verdicts import (
+    BLOCKED,
+    FAIL,
     FAILING,
     NON_STRICT,
     NOT_APPLICABLE,
@@ -27,7 +30,51 @@ from conformance.verdicts import (
     skip_reason,
     stable_id,
     without_fixtures,
+    worst,
 )
+
+
+def charge_verdicts(
+    state: ConformanceState, ids: list[str], verdict: str, exc: BaseException | None, message: str
+) -> dict[str, dict[str, Any]]:
+    """Each requirement id of the check with its own verdict and message.
+
+    A failure charged to some ids (expect.clause) fails only those; the others PASS when the
+    check ran to its end, and are BLOCKED by the failed id when it stopped before reaching
+    their assertions. Without charging, a failure counts against every id of the check.
+    """
+    known = state.requirements
+    all_ids = tuple(ids)
+
+    def level_verdict(rid: str) -> str:
+        return FAIL if rid in known and known[rid].strict else NON_STRICT
+
+    if verdict not in (FAIL, NON_STRICT):
+        blocker = getattr(exc, "by", None) if verdict == BLOCKED else None
+        return {rid: _charge(verdict, message, blocker) for rid in ids}
+    failed, stopped = charged_ids(exc, all_ids)
+    texts = messages_by_id(exc, all_ids)
+    blocked = getattr(exc, "blocked", None)
+    first = next((rid for rid in ids if rid in failed), None)
+    charges: dict[str, dict[str, Any]] = {}
+    for rid in ids:
+        if rid in failed:
+            charges[rid] = _charge(level_verdict(rid), "\n".join(texts.get(rid, [message])))
+        elif isinstance(blocked, Blocked):
+            charges[rid] = _charge(BLOCKED, str(blocked.msg), blocked.by)
+        elif stopped and first is not None:
+            why = f"{BLOCKED_PREFIX}{first}: the check stopped at {first}'s failure first"
+            charges[rid] = _charge(BLOCKED, why, first)
+        else:
+            charges[rid] = _charge(PASS, "")
+    return charges
+
+
+def _charge(verdict: str, message: str, blocked_by: str | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"verdict": verdict, "message": message}
+    if blocked_by:
+        entry["blocked_by"] = blocked_by
+    return entry
 
 
 def record_phase(
@@ -41,7 +88,7 @@ def record_phase(
     if verdict is None:
         return
     check_id = stable_id(item.nodeid)
-    if verdict == NOT_APPLICABLE:
+    if verdict in (NOT_APPLICABLE, BLOCKED):
         message = skip_reason(report.longrepr)
         example = None
     elif verdict in FAILING:
@@ -52,6 +99,8 @@ def record_phase(
         )
     else:
         message, example = "", None
+    charges = charge_verdicts(state, ids, verdict, exc, message)
+    verdict = worst(c["verdict"] for c in charges.values()) or verdict
     listed = check_id in state.expected
     reason = state.expected.reason(check_id) if listed else None
     config = item.config
@@ -75,6 +124,7 @@ def record_phase(
         "requirements": ids,
         "when": report.when,
         "verdict": verdict,
+        "charges": charges,
         "message": message,
         "example": example,
         "listed": listed,
@@ -118,6 +168,10 @@ class ResultCollector:
         if before is None or RANK[verdict] > RANK[before]:
             result.message = record.get("message") or ""
             result.example = record.get("example")
+        for rid, charge in (record.get("charges") or {}).items():
+            held = result.charges.get(rid)
+            if held is None or RANK[charge["verdict"]] > RANK[held["verdict"]]:
+                result.charges[rid] = dict(charge)
         result.listed = bool(record.get("listed"))
         result.expected_reason = record.get("reason")
         result.duration += float(record.get("duration") or 0.0)

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance import charging, fixtures
 from conformance import expected as expected_mod
-from conformance import fixtures
 from conformance.adapter import CAPABILITIES
 from conformance.impls import ImplError, resolve
 from conformance.outcomes import ResultCollector, record_phase
@@ -184,6 +184,11 @@ def _problems(item: pytest.Item, known: Requirements) -> list[str]:
         f"unknown requirement id {rid!r} (not in {known.source})" for rid in ids if rid not in known
     )
     problems.extend(
+        f"requirement {rid} is replaced by {', '.join(known[rid].replaced_by)}: name those"
+        for rid in ids
+        if rid in known and known[rid].replaced_by
+    )
+    problems.extend(
         f"unknown capability {cap!r} in @pytest.mark.requires"
         for cap in _marker_args(item, "requires")
         if cap not in CAPABILITIES
@@ -277,6 +282,26 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     missing = [cap for cap in needs if cap not in adapter.capabilities]
     if missing:
         pytest.skip(f"{NOT_APPLICABLE}: {adapter.name} lacks capability {', '.join(missing)}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):  # type: ignore[no-untyped-def]
+    """Run a check with a ledger for its soft, per-requirement assertions (expect.clause)."""
+    if pyfuncitem.get_closest_marker("req") is None:
+        return (yield)
+    ids = tuple(_marker_args(pyfuncitem, "req"))
+    with charging.running(ids) as ledger:
+        try:
+            result = yield
+        except BaseException as exc:
+            final = charging.finish(ledger, exc)
+            if final is exc:
+                raise
+            raise final from exc
+        final = charging.finish(ledger, None)
+        if final is not None:
+            raise final
+        return result
 
 
 @pytest.hookimpl(hookwrapper=True)

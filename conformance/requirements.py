@@ -29,6 +29,12 @@ class Requirement:
     applies_to: str = "client"
     testable: bool = True
     retired: bool = False
+    replaced_by: tuple[str, ...] = ()
+
+    @property
+    def judged(self) -> bool:
+        """Still in force: neither retired nor replaced (1.0.1 splits keep the old id)."""
+        return not (self.retired or self.replaced_by)
 
     @property
     def strict(self) -> bool:
@@ -98,5 +104,6 @@ def load(path: str | Path | None = None) -> Requirements:
             applies_to=str(item.get("applies_to", "client")),
             testable=bool(item.get("testable", True)),
             retired=bool(item.get("retired", False)),
+            replaced_by=tuple(str(r) for r in item.get("replaced_by") or ()),
         )
     return Requirements(version=str(data.get("version", "")), by_id=by_id, source=str(chosen))

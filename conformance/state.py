@@ -15,6 +15,7 @@ import pytest
 from conformance import expected as expected_mod
 from conformance import requirements as requirements_mod
 from conformance.adapter import Adapter, AdapterError
+from conformance.create_guard import CreateRequired
 from conformance.impls import ImplSpec, instantiate
 from conformance.verdicts import FAILING, worst
 
@@ -27,6 +28,8 @@ class CheckResult:
     nodeid: str
     requirements: list[str]
     verdicts: list[str] = field(default_factory=list)
+    # requirement id -> {"verdict", "message", "blocked_by"?}: what this check charged to it
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     message: str = ""
     example: str | None = None
     expected_reason: str | None = None
@@ -41,12 +44,26 @@ class CheckResult:
     def failing(self) -> bool:
         return self.verdict in FAILING
 
+    def verdict_for(self, req_id: str) -> str:
+        """The verdict this check gives `req_id` (its own charge, else the check's)."""
+        charge = self.charges.get(req_id)
+        return charge["verdict"] if charge else self.verdict
+
+    def message_for(self, req_id: str) -> str:
+        charge = self.charges.get(req_id)
+        return charge["message"] if charge else self.message
+
+    def blockers(self) -> set[str]:
+        """The requirement ids this check says it was BLOCKED by."""
+        return {c["blocked_by"] for c in self.charges.values() if c.get("blocked_by")}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.check_id,
             "nodeid": self.nodeid,
             "requirements": self.requirements,
             "verdict": self.verdict,
+            "charges": self.charges,
             "message": self.message,
             "example": self.example,
             "expected_failure": self.expected_reason if self.listed and self.failing else None,
@@ -89,7 +106,7 @@ class ConformanceState:
     def is_worker(self) -> bool:
         return hasattr(self.config, "workerinput")
 
-    def adapter(self) -> Adapter:
+    def adapter(self) -> Adapter:  # a CreateRequired around the adapter, used like one
         """The adapter, made on first use (an adapter that cannot start makes checks ERRORED)."""
         if self._adapter is not None:
             return self._adapter
@@ -98,7 +115,9 @@ class ConformanceState:
         if self._adapter_error is not None:
             raise AdapterError(self._adapter_error)
         try:
-            self._adapter = instantiate(self.impl_spec.factory(), self.impl_spec.text)
+            self._adapter = CreateRequired(
+                instantiate(self.impl_spec.factory(), self.impl_spec.text)
+            )
         except Exception as exc:
             self._adapter_error = f"adapter {self.impl_spec.text!r} failed to start: {exc}"
             raise AdapterError(self._adapter_error) from exc

@@ -1,9 +1,11 @@
 """Verdict words and how one test phase, one check and one requirement get theirs.
 
-A requirement's verdict is the worst of its checks': FAIL > ERRORED > NON-STRICT > PASS >
-NOT APPLICABLE. FAIL is a failed check of a MUST; NON-STRICT a failed check naming only
-SHOULD/MAY requirements; ERRORED a crash of a fixture, the adapter or the implementation
-(kind `internal`); NOT APPLICABLE a check the implementation cannot take part in.
+A requirement's verdict is the worst of what its checks charged to it: FAIL > ERRORED >
+NON-STRICT > BLOCKED > PASS > NOT APPLICABLE. FAIL is a failed assertion charged to a MUST;
+NON-STRICT one charged to a SHOULD/MAY; ERRORED a crash of a fixture, the adapter or the
+implementation (kind `internal`); BLOCKED a check that could not observe its property
+because another requirement (named) is broken: not a pass, and not a second copy of that
+failure; NOT APPLICABLE a check the implementation cannot take part in.
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ from collections.abc import Iterable
 from pathlib import PurePath
 from typing import Any
 
+from conformance.charging import Blocked
+
 PASS = "PASS"
 FAIL = "FAIL"
 NON_STRICT = "NON-STRICT"
 ERRORED = "ERRORED"
+BLOCKED = "BLOCKED"
 NOT_APPLICABLE = "NOT APPLICABLE"
 NO_CHECK = "no check"
 NOT_TESTABLE = "not testable"  # the spec marks it testable: false and no check names it
 
-RANK: dict[str, int] = {NOT_APPLICABLE: 0, PASS: 1, NON_STRICT: 2, ERRORED: 3, FAIL: 4}
+RANK: dict[str, int] = {
+    NOT_APPLICABLE: 0, PASS: 1, BLOCKED: 2, NON_STRICT: 3, ERRORED: 4, FAIL: 5
+}
 FAILING = frozenset({FAIL, ERRORED, NON_STRICT})
 PROPERTY = "conformance"  # the key of our entry in report.user_properties
 # How hypothesis introduces the minimal failing input (the wording changed across releases).
@@ -107,7 +114,7 @@ def phase_verdict(when: str, outcome: str, exc: BaseException | None, strict: bo
     if outcome == "passed":
         return PASS if when == "call" else None
     if outcome == "skipped":
-        return NOT_APPLICABLE
+        return BLOCKED if isinstance(exc, Blocked) else NOT_APPLICABLE
     if when != "call" or exc is None or not _is_assertion(exc):
         return ERRORED
     return FAIL if strict else NON_STRICT

@@ -14,14 +14,23 @@ from typing import Any
 
 from conformance.requirements import Requirements
 from conformance.state import CheckResult
-from conformance.verdicts import FAIL, FAILING, NO_CHECK, NON_STRICT, NOT_TESTABLE, worst
+from conformance.verdicts import (
+    BLOCKED,
+    FAIL,
+    FAILING,
+    NO_CHECK,
+    NON_STRICT,
+    NOT_TESTABLE,
+    PASS,
+    worst,
+)
 
 FORMAT = "nomyo-conformance-report/1"
 SECRETS_NOTE = (
     "Messages quote the implementation's own exception texts; the LOG checks verify that "
     "they carry no plaintext, keys or API keys."
 )
-ORDER = ["FAIL", "ERRORED", "NON-STRICT", NO_CHECK, "PASS", "NOT APPLICABLE", NOT_TESTABLE]
+ORDER = ["FAIL", "ERRORED", "NON-STRICT", BLOCKED, NO_CHECK, "PASS", "NOT APPLICABLE", NOT_TESTABLE]
 
 
 def suite_version() -> str:
@@ -32,11 +41,20 @@ def suite_version() -> str:
 
 
 def requirement_entry(req: Any, checks: list[CheckResult]) -> dict[str, Any]:
-    """A SHOULD failed by a check that also covers a MUST is NON-STRICT for the SHOULD."""
-    verdicts = [NON_STRICT if c.verdict == FAIL and not req.strict else c.verdict for c in checks]
+    """A requirement's verdict is the worst of what its checks charged to it (a check judging
+    several requirements charges each its own verdict)."""
+    verdicts = [c.verdict_for(req.id) for c in checks]
+    verdicts = [NON_STRICT if v == FAIL and not req.strict else v for v in verdicts]
     verdict = worst(verdicts) or (NO_CHECK if req.testable else NOT_TESTABLE)
-    failing = [c for c in checks if c.failing]
+    failing = [c for c in checks if c.verdict_for(req.id) in FAILING]
     expected = bool(failing) and all(c.listed for c in failing)
+    blockers = sorted(
+        {
+            c.charges[req.id]["blocked_by"]
+            for c in checks
+            if c.charges.get(req.id, {}).get("blocked_by")
+        }
+    )
     return {
         "id": req.id,
         "level": req.level,
@@ -46,8 +64,56 @@ def requirement_entry(req: Any, checks: list[CheckResult]) -> dict[str, Any]:
         "testable": req.testable,
         "verdict": verdict,
         "expected_failure": expected,
+        "blocked_by": blockers,
         "checks": [c.check_id for c in checks],
     }
+
+
+def root_causes(entries: list[dict[str, Any]], results: list[CheckResult]) -> list[dict[str, Any]]:
+    """Failed requirements that block other checks, most blocking first: fix these first."""
+    verdicts = {e["id"]: e["verdict"] for e in entries}
+    blocks: dict[str, set[str]] = {}
+    blocked_reqs: dict[str, set[str]] = {}
+    for result in results:
+        for rid, charge in result.charges.items():
+            by = charge.get("blocked_by")
+            if by and charge["verdict"] == BLOCKED:
+                blocks.setdefault(by, set()).add(result.check_id)
+                blocked_reqs.setdefault(by, set()).add(rid)
+    causes = [
+        {
+            "requirement": rid,
+            "verdict": verdicts.get(rid, "not run"),
+            "blocks_checks": sorted(checks),
+            "blocks_requirements": sorted(blocked_reqs[rid], key=natural),
+        }
+        for rid, checks in blocks.items()
+    ]
+    causes.sort(key=lambda c: (-len(c["blocks_checks"]), natural(c["requirement"])))
+    return causes
+
+
+def unconfirmed_blocks(causes: list[dict[str, Any]]) -> list[str]:
+    """Blocking requirements that did not fail in this run: a BLOCKED check then hides a
+    verdict nobody gave, so the run fails."""
+    return [c["requirement"] for c in causes if c["verdict"] not in FAILING]
+
+
+def headline(entries: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
+    """'conforming' only when no MUST fails, errs or is blocked and something passed."""
+    musts = [e for e in entries if e["level"].startswith("MUST")]
+    bad = [e for e in musts if e["verdict"] in (*FAILING, BLOCKED)]
+    if not any(c["verdict"] == PASS for c in checks):
+        return "not judged: no check passed"
+    if not bad:
+        unchecked = [e for e in musts if e["verdict"] == NO_CHECK and e["testable"]]
+        if unchecked:
+            return f"conforming as far as checked: {len(unchecked)} MUST(s) have no check"
+        return "conforming"
+    known = [e for e in bad if e["expected_failure"]]
+    if len(known) == len(bad) and all(e["verdict"] != BLOCKED for e in bad):
+        return f"not conforming: {len(known)} known failure{'s' if len(known) != 1 else ''}"
+    return f"NOT conforming: {len(bad)} MUST requirement{'s' if len(bad) != 1 else ''} not met"
 
 
 def natural(req_id: str) -> tuple[str, int]:
@@ -85,7 +151,7 @@ def build(
     entries = [
         requirement_entry(req, by_req.get(req.id, []))
         for req in requirements
-        if not req.retired
+        if req.judged
         and (wanted is None or req.id in wanted)
         # the suite judges clients: a server-only requirement appears only if checked
         and (req.applies_to != "server" or req.id in by_req)
@@ -99,6 +165,7 @@ def build(
         e["verdict"] in FAILING and e["level"].startswith("MUST") and not e["expected_failure"]
         for e in entries
     )
+    causes = root_causes(entries, results)
     return {
         "format": FORMAT,
         "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -112,8 +179,10 @@ def build(
             "requirements": summary,
             "checks": _count(c["verdict"] for c in checks),
             "must_failed": must_failed,
+            "headline": headline(entries, checks),
             "exit_status": exit_status,
         },
+        "root_causes": causes,
         "requirements": entries,
         "checks": checks,
         "expected_failures": {

@@ -12,7 +12,7 @@ from conformance import expected as expected_mod
 from conformance.files import write_atomic
 from conformance.report import html, model, terminal
 from conformance.state import ConformanceState
-from conformance.verdicts import NON_STRICT, NOT_APPLICABLE
+from conformance.verdicts import NON_STRICT, NOT_APPLICABLE, PASS
 
 
 def finish_run(session: pytest.Session, state: ConformanceState) -> None:
@@ -51,10 +51,37 @@ def finish_run(session: pytest.Session, state: ConformanceState) -> None:
         wanted=wanted,
         exit_status=int(session.exitstatus),
     )
+    _fail_unfounded(session, state)
     out_dir = config.getoption("conformance_report")
     if out_dir:
         write_report(Path(out_dir), state.document)
         state.messages.append(f"conformance report written to {out_dir}/report.{{json,html}}")
+
+
+def _fail_unfounded(session: pytest.Session, state: ConformanceState) -> None:
+    """A run never passes on nothing: unconfirmed BLOCKED verdicts or no PASS at all fail it."""
+    document = state.document
+    assert document is not None
+    problems: list[str] = []
+    unconfirmed = model.unconfirmed_blocks(document["root_causes"])
+    if unconfirmed:
+        problems.append(
+            "checks are BLOCKED by requirements that did not fail in this run "
+            f"({', '.join(unconfirmed)}): their verdicts are unconfirmed (run those "
+            "requirements' checks too, e.g. without --req)"
+        )
+    if state.results and not any(r.verdict == PASS for r in state.results.values()):
+        problems.append(
+            "no check passed: the implementation took part in nothing that could be judged "
+            "(every check NOT APPLICABLE, BLOCKED or failing)"
+        )
+    if not problems:
+        return
+    state.messages.extend(problems)
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    document["summary"]["exit_status"] = int(session.exitstatus)
+    document["summary"]["problems"] = problems
 
 
 def write_report(directory: Path, document: dict[str, Any]) -> None:
