@@ -1,4 +1,4 @@
-"""nomyo_ref: the reference client of the NOMYO secure completion protocol v1.0.
+"""nomyo_ref: the reference client of the NOMYO secure completion protocol v1.0 (spec 1.0.1).
 
 Public surface (the seed API reference, plus keyword-only options)::
 

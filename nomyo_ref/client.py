@@ -2,9 +2,11 @@
 
 One pooled ``httpx.AsyncClient`` per client (TLS always verified, redirects never followed),
 the client's RSA keys made or loaded once under a lock, the server key fetched once under a
-lock and cached (re-fetched once after a 400 to notice a rotation), optional pinning of the
-server key, bounded retries with exponential backoff, jitter and a capped ``Retry-After``,
-and response bodies read with a cap so a huge answer cannot exhaust memory.
+lock and cached (re-fetched once after a 400 to notice a rotation, after an hour, and after a
+call that exhausted its retries on 5xx answers or network failures, so a stale key cannot
+wedge the client), optional pinning of the server key, bounded retries with exponential
+backoff, jitter and a capped ``Retry-After`` (every attempt encrypted anew), and response
+bodies read with a cap so a huge answer cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import os
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
@@ -143,15 +146,17 @@ class SecureCompletionClient:
         self.public_key_pem: str | None = None
         self._server_key: rsa.RSAPublicKey | None = None
         self._server_key_pem: str | None = None
+        self._server_key_time = 0.0  # self._clock() when the cached key was fetched
         self._http: httpx.AsyncClient | None = None
         self._keys_lock = asyncio.Lock()
         self._server_key_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         # Where SecureChatCompletion keeps its keys (None: in memory only).
         self._key_dir: str | os.PathLike[str] | None = None
-        # Seams for tests: how to wait and where jitter comes from.
+        # Seams for tests: how to wait, where jitter comes from, what time it is.
         self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
         self._jitter: Callable[[], float] = _jitter_source.random
+        self._clock: Callable[[], float] = time.monotonic
 
     def __repr__(self) -> str:
         return f"SecureCompletionClient(router_url={self.router_url!r})"
@@ -293,13 +298,14 @@ class SecureCompletionClient:
                         oversize: type[Exception] = ValueError
                         ) -> tuple[int, httpx.Headers, bytes]:
         """One HTTP exchange; the body is read with a cap (200: refuse with ``oversize``;
-        other statuses: keep the first MAX_ERROR_BYTES)."""
+        other statuses: keep one byte more than MAX_ERROR_BYTES, enough for ``error_body`` to
+        tell a body it parses from a longer one it treats as text)."""
         try:
             async with self._client().stream(
                 request.method, request.url, headers=request.headers, content=request.body
             ) as response:
                 status = response.status_code
-                limit = ok_limit if status == 200 else protocol.MAX_ERROR_BYTES
+                limit = ok_limit if status == 200 else protocol.MAX_ERROR_BYTES + 1
                 declared = response.headers.get("content-length", "")
                 if status == 200 and declared.isdigit() and int(declared) > ok_limit:
                     raise oversize(f"response body too large (over {ok_limit} bytes)")
@@ -327,13 +333,20 @@ class SecureCompletionClient:
             raise _ConnectionFailure(
                 f"could not read the router's answer ({type(exc).__name__})", False) from None
 
-    async def _call(self, request: protocol.HTTPRequest, ok_limit: int,
-                    oversize: type[Exception] = ValueError
+    async def _call(self, make_request: Callable[[], protocol.HTTPRequest], ok_limit: int,
+                    oversize: type[Exception] = ValueError,
+                    on_exhausted: Callable[[int | None], None] | None = None,
                     ) -> tuple[int, httpx.Headers, bytes]:
-        """The exchange with the retry policy applied; returns the last answer."""
+        """The exchange with the retry policy applied; returns the last answer.
+
+        ``make_request`` is called for every attempt (so a POST is encrypted anew each time,
+        RTY-15). ``on_exhausted`` learns when the call gives up on a retryable condition: the
+        status, or None for a network failure or timeout.
+        """
         retries = 0
         while True:
             retry_after: float | None = None
+            request = make_request()
             try:
                 # ``timeout`` bounds the whole attempt, not only each socket operation, so a
                 # server trickling bytes cannot hold a call forever.
@@ -341,14 +354,24 @@ class SecureCompletionClient:
                     self._exchange(request, ok_limit, oversize), self.timeout)
             except asyncio.TimeoutError:
                 if not self._policy.may_retry(retries):
+                    if on_exhausted is not None:
+                        on_exhausted(None)
                     raise APIConnectionError("request to the router timed out") from None
                 reason = "timed out"
             except _ConnectionFailure as exc:
-                if not exc.retryable or not self._policy.may_retry(retries):
+                if not exc.retryable:
+                    raise APIConnectionError(exc.message) from None
+                if not self._policy.may_retry(retries):
+                    if on_exhausted is not None:
+                        on_exhausted(None)
                     raise APIConnectionError(exc.message) from None
                 reason = exc.message
             else:
-                if not is_retryable_status(status) or not self._policy.may_retry(retries):
+                if not is_retryable_status(status):
+                    return status, headers, body
+                if not self._policy.may_retry(retries):
+                    if on_exhausted is not None:
+                        on_exhausted(status)
                     return status, headers, body
                 retry_after = parse_retry_after(headers.get("retry-after"))
                 reason = f"HTTP {status}"
@@ -363,28 +386,47 @@ class SecureCompletionClient:
     async def fetch_server_public_key(self) -> str:
         """GET the server's public key (PEM), check it (RSA ≥ 2048 bits, the pin) and cache it.
 
-        SecurityError when a pinned fingerprint does not match; ValueError when the answer is
-        not a usable key; the status's APIError for a non-200 answer.
+        SecurityError when the answer is not a usable key (one SubjectPublicKeyInfo PEM, RSA,
+        at least 2048 bits) or a pinned fingerprint does not match; the status's APIError for
+        a non-200 answer. Resets the cache's age (keys are re-fetched after an hour).
         """
         self._bind_loop()
-        status, _, body = await self._call(protocol.build_key_request(self.router_url),
-                                           protocol.MAX_KEY_BYTES, SecurityError)
+        request = protocol.build_key_request(self.router_url)
+        status, _, body = await self._call(lambda: request, protocol.MAX_KEY_BYTES,
+                                           SecurityError)
         key, pem = protocol.parse_server_key(status, body, self._pin)
         if self._server_key_pem is not None and self._server_key_pem != pem:
             logger.info("server public key changed (fingerprint %s)", keys.fingerprint(key))
         self._server_key, self._server_key_pem = key, pem
+        self._server_key_time = self._clock()
         return pem
 
+    def _server_key_fresh(self) -> bool:
+        """A key is cached and younger than SERVER_KEY_MAX_AGE (DISC-13)."""
+        return self._server_key is not None and \
+            self._clock() - self._server_key_time < protocol.SERVER_KEY_MAX_AGE
+
     async def _get_server_key(self) -> tuple[rsa.RSAPublicKey, str]:
-        """The cached server key, fetched once under a lock."""
+        """The cached server key, fetched under a lock when there is none or it is too old."""
         self._bind_loop()
-        if self._server_key is None:
+        if not self._server_key_fresh():
             async with self._server_key_lock:
-                if self._server_key is None:
+                if not self._server_key_fresh():
                     await self.fetch_server_public_key()
         assert self._server_key is not None
         assert self._server_key_pem is not None
         return self._server_key, self._server_key_pem
+
+    def _drop_server_key(self, used_pem: str, status: int | None) -> None:
+        """After a POST gave up on 5xx answers or network failures (DISC-12): forget the
+        key it was encrypted to, so the next call fetches the key anew (a server that lost
+        or rotated its key must not wedge the client). 429 says nothing about the key; a key
+        another call already replaced stays."""
+        if status is not None and status < 500:
+            return
+        if self._server_key_pem == used_pem:
+            logger.info("retries exhausted; the cached server key is dropped")
+            self._server_key, self._server_key_pem = None, None
 
     async def _server_key_rotated(self, used_pem: str) -> bool:
         """After a 400: re-fetch the key once; True when it differs from the one we used.
@@ -412,21 +454,23 @@ class SecureCompletionClient:
             server_key, _ = await self._get_server_key()
             return crypto.encrypt_package(plaintext, server_key, secure=self.secure_memory)
 
-    async def decrypt_response(self, encrypted_response: bytes, payload_id: str
-                               ) -> dict[str, Any]:
+    async def decrypt_response(self, encrypted_response: bytes, payload_id: str, *,
+                               security_tier: str | None = None) -> dict[str, Any]:
         """Decrypt a response package and check it answers ``payload_id``.
 
         ValueError for a malformed package (checked before decryption), one opaque
         SecurityError for any cryptographic failure, SecurityError when the plaintext is not
-        a JSON object or its ``_metadata.payload_id`` differs from ``payload_id``.
+        a JSON object or its ``_metadata.payload_id`` differs from ``payload_id`` (or, when
+        ``security_tier`` is given, its ``_metadata.security_tier`` differs from it).
         """
         if not isinstance(payload_id, str):
             raise ValueError("payload_id must be a string")
+        protocol.check_security_tier(security_tier)
         if self.private_key is None:
             protocol.parse_package(encrypted_response)
             raise SecurityError("no client private key: call generate_keys() or load_keys()")
         return protocol.open_response(encrypted_response, payload_id, self.private_key,
-                                      secure=self.secure_memory)
+                                      secure=self.secure_memory, security_tier=security_tier)
 
     async def send_secure_request(
         self,
@@ -438,8 +482,10 @@ class SecureCompletionClient:
         """Encrypt ``payload``, POST it, and return the decrypted, checked completion.
 
         Everything the caller controls is validated before any byte is sent (tier, header
-        values, payload id, payload size). Retries per the policy; on a 400 the server key is
-        re-fetched once and, if it rotated, the request is re-encrypted and sent once more.
+        values, payload id, payload size). Every attempt is encrypted anew with the same
+        headers (RTY-15, TIER-5). Retries per the policy; on a 400 the server key is
+        re-fetched once and, if it rotated, the request is encrypted to the new key and sent
+        once more. When a tier was asked for, the answer must confirm it (TIER-9).
         """
         tier = protocol.check_security_tier(security_tier)
         token = protocol.check_api_key(api_key)
@@ -448,23 +494,24 @@ class SecureCompletionClient:
         with secure_memory.protected(plaintext, self.secure_memory):
             private_key, public_pem = await self._ensure_keys()
             server_key, used_pem = await self._get_server_key()
-            package = crypto.encrypt_package(plaintext, server_key, secure=self.secure_memory)
             rotation_checked = False
             while True:
-                request = protocol.build_chat_request(
-                    self.router_url, package, payload_id, public_pem, token, tier)
-                status, _, body = await self._call(request, protocol.MAX_RESPONSE_BYTES)
+                attempt = functools.partial(
+                    protocol.encrypt_chat_request, self.router_url, plaintext, server_key,
+                    payload_id, public_pem, token, tier, secure=self.secure_memory)
+                status, _, body = await self._call(
+                    attempt, protocol.MAX_RESPONSE_BYTES,
+                    on_exhausted=functools.partial(self._drop_server_key, used_pem))
                 logger.debug("secure completion %s: HTTP %d", payload_id, status)
                 if status == 200:
                     return protocol.open_response(body, payload_id, private_key,
-                                                  secure=self.secure_memory)
+                                                  secure=self.secure_memory,
+                                                  security_tier=tier)
                 error = protocol.error_for_status(status, body)
                 if status == 400 and not rotation_checked:
                     rotation_checked = True
                     if await self._server_key_rotated(used_pem):
                         server_key, used_pem = await self._get_server_key()
-                        package = crypto.encrypt_package(plaintext, server_key,
-                                                         secure=self.secure_memory)
                         logger.info("server key rotated; resending %s once", payload_id)
                         continue
                 raise error

@@ -6,17 +6,21 @@ That is what lets the tests drive every status and every body shape without a se
 * ``build_chat_request`` / ``build_key_request``: method, URL, headers and body of a call.
 * ``parse_server_key``: the answer of ``GET /pki/public_key`` (checked, optionally pinned).
 * ``open_response``: a 200 body into the completion dict (structure, then crypto, then
-  binding), or the documented exception.
+  binding and tier), or the documented exception.
 * ``error_for_status``: any non-200 answer into the right exception, whatever its body.
+* ``encrypt_chat_request``: one attempt of a call, encrypted anew (spec 1.0.1 RTY-15).
+
+JSON from the network is parsed strictly (``parse_json``): unique member names (CHK-18) and
+at most ``MAX_JSON_DEPTH`` levels of nesting (CHK-19), so no body can reach the parser's
+recursion limit or hide a second value behind a repeated name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
-import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,17 +49,87 @@ SECURITY_TIERS = ("standard", "high", "maximum")
 #: Keys that choose the target or travel as headers; never inside the encrypted payload.
 NON_PAYLOAD_KEYS = frozenset({"security_tier", "api_key", "base_url"})
 MAX_PLAINTEXT_BYTES = 10 * 1024 * 1024
-#: Largest 200 body read (a 10 MiB plaintext is ~14 MiB as base64 JSON).
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-#: How much of an error body is read and parsed (bounded memory, yet room for any sane
-#: ``{"detail": ...}``; anything longer is cut and then treated as text).
+#: Largest 200 body accepted (CHK-19: over 32 MiB MAY be refused, up to 16 MiB MUST be
+#: accepted; a 10 MiB plaintext is ~14 MiB as base64 JSON).
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Deepest JSON nesting accepted in a package or plaintext (CHK-19: deeper than 128 MAY be
+#: refused, up to 64 MUST be accepted). ``{}`` is depth 1. Far below the parser's recursion
+#: limit, so no body ends in a RecursionError.
+MAX_JSON_DEPTH = 128
+#: Largest error body whose JSON is parsed (ERR-12/ERR-16, 1 MiB); a longer body is treated
+#: as text (ERR-13: its first 1024 characters), so the I/O shell reads one byte more than this.
 MAX_ERROR_BYTES = 1024 * 1024
 #: How much of the server key answer is read (a 16384-bit key PEM is ~2.8 KiB).
 MAX_KEY_BYTES = 64 * 1024
 MAX_DETAIL_CHARS = 1024
+#: Age after which a cached server key is fetched again (DISC-13), in seconds.
+SERVER_KEY_MAX_AGE = 3600.0
 
 
 _NOT_JSON = object()
+
+
+# --- strict JSON -----------------------------------------------------------------------------
+
+class _DuplicateMember(ValueError):
+    """A JSON object repeats a member name (the message never names it: it may be plaintext)."""
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateMember("duplicate member name")
+    return obj
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` levels (iterative: no recursion
+    whatever the depth)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
+    return False
+
+
+#: Why ``parse_json`` refused a body (never any of its content).
+NOT_JSON = "not UTF-8 JSON"
+DUPLICATE_MEMBERS = "duplicate member names"
+TOO_DEEP = "nested too deeply"
+
+
+def parse_json(data: bytes | bytearray, *, unique: bool = True,
+               max_depth: int = MAX_JSON_DEPTH) -> tuple[Any, str | None]:
+    """``(value, None)`` for UTF-8 JSON text, else ``(None, reason)``; never raises.
+
+    ``unique`` refuses an object that repeats a member name (CHK-18); nesting deeper than
+    ``max_depth`` is refused (CHK-19), including what would exhaust the parser's recursion.
+    The reason is one of NOT_JSON, DUPLICATE_MEMBERS, TOO_DEEP; nothing of the text is kept
+    in an exception (a JSONDecodeError carries the whole document).
+    """
+    value: Any = _NOT_JSON
+    reason = NOT_JSON
+    hook = _unique_members if unique else None
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=hook)
+    except _DuplicateMember:
+        reason = DUPLICATE_MEMBERS
+    except RecursionError:
+        reason = TOO_DEEP
+    except (UnicodeDecodeError, ValueError):
+        pass
+    if value is _NOT_JSON:
+        return None, reason
+    # Depth needs at least as many brackets as levels: skip the walk for small documents.
+    if (isinstance(value, dict | list)
+            and data.count(b"[") + data.count(b"{") > max_depth
+            and _deeper_than(value, max_depth)):
+        return None, TOO_DEEP
+    return value, None
 
 
 @dataclass(frozen=True)
@@ -200,14 +274,44 @@ def build_chat_request(
     return HTTPRequest("POST", base_url + COMPLETION_PATH, headers, bytes(package))
 
 
+def encrypt_chat_request(
+    base_url: str,
+    plaintext: bytes | bytearray,
+    server_key: rsa.RSAPublicKey,
+    payload_id: str,
+    client_public_pem: str,
+    api_key: str | None = None,
+    security_tier: str | None = None,
+    *,
+    secure: bool = True,
+) -> HTTPRequest:
+    """One attempt of a call: ``plaintext`` encrypted anew (fresh AES key and nonce) under
+    ``server_key``, with the call's headers.
+
+    Called once per attempt (every retry and the rotation resend, RTY-15), so a server's
+    replay cache never sees a legitimate retry as a replay; the headers depend only on the
+    call, so every attempt carries the same ones (TIER-5).
+    """
+    package = crypto.encrypt_package(plaintext, server_key, secure=secure)
+    return build_chat_request(base_url, package, payload_id, client_public_pem, api_key,
+                              security_tier)
+
+
 # --- the server key ------------------------------------------------------------------------
+
+_PEM_LABEL = re.compile(r"-----BEGIN ([^\r\n]*?)-----")
+#: Largest server key accepted (DISC-24): bigger keys only cost the client time.
+MAX_SERVER_KEY_BITS = 16384
+
 
 def parse_server_key(
     status: int, body: bytes, pinned_sha256: str | None = None
 ) -> tuple[rsa.RSAPublicKey, str]:
     """The checked server key and its PEM text from a key-endpoint answer.
 
-    Non-200 → the status's exception; not a PEM RSA key of at least 2048 bits, or a
+    Non-200 → the status's exception; not exactly one PEM SubjectPublicKeyInfo block
+    ("BEGIN PUBLIC KEY", only whitespace around it; PKCS#1 "BEGIN RSA PUBLIC KEY" is refused,
+    DISC-14) of an RSA key of 2048 to 16384 bits with exponent 65537 (DISC-24), or a
     fingerprint not matching the pin → SecurityError (nothing may be encrypted to it).
     """
     if status != 200:
@@ -217,7 +321,21 @@ def parse_server_key(
     problem: str | None = None
     key: rsa.RSAPublicKey | None = None
     try:
-        key = keys.parse_public_pem(body.decode("utf-8").strip(), "server public key")
+        text = body.decode("utf-8").strip()
+        if (_PEM_LABEL.findall(text) != ["PUBLIC KEY"]
+                or not text.startswith("-----BEGIN PUBLIC KEY-----")
+                or not text.endswith("-----END PUBLIC KEY-----")):
+            # DISC-14: exactly one SubjectPublicKeyInfo block and nothing around it; PKCS#1
+            # "RSA PUBLIC KEY" (which ``cryptography`` loads) is refused like any unusable key.
+            problem = ("server public key is not one PEM SubjectPublicKeyInfo block "
+                       "(BEGIN PUBLIC KEY)")
+        else:
+            key = keys.parse_public_pem(text, "server public key")
+            if key.key_size > MAX_SERVER_KEY_BITS \
+                    or key.public_numbers().e != keys.PUBLIC_EXPONENT:
+                key, problem = None, (f"server public key must be an RSA key of at most "
+                                      f"{MAX_SERVER_KEY_BITS} bits with exponent "
+                                      f"{keys.PUBLIC_EXPONENT}")
     except UnicodeDecodeError:
         problem = "server public key is not UTF-8 PEM text"
     except ValueError as exc:
@@ -247,10 +365,12 @@ def parse_package(body: bytes | bytearray) -> tuple[dict[str, Any], crypto.Seale
         raise ValueError("empty response body")
     if len(body) > MAX_RESPONSE_BYTES:
         raise ValueError("response body too large")
-    package: Any = _NOT_JSON
-    with contextlib.suppress(UnicodeDecodeError, ValueError, RecursionError):
-        package = json.loads(bytes(body).decode("utf-8"))
-    if package is _NOT_JSON:
+    package, problem = parse_json(body)
+    if problem == DUPLICATE_MEMBERS:
+        raise ValueError("response package has duplicate JSON member names")
+    if problem == TOO_DEEP:
+        raise ValueError("response package is nested too deeply")
+    if problem is not None:
         raise ValueError("response is not a JSON package")
     if not isinstance(package, dict):
         raise ValueError("response package is not a JSON object")
@@ -282,35 +402,34 @@ def parse_package(body: bytes | bytearray) -> tuple[dict[str, Any], crypto.Seale
     return package, fields
 
 
-def _processed_at(package: Mapping[str, Any]) -> Any:
-    value = package.get("processed_at")
-    if isinstance(value, bool) or not isinstance(value, int | float | str | type(None)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def open_response(
     body: bytes | bytearray,
     payload_id: str,
     private_key: rsa.RSAPrivateKey,
     *,
     secure: bool = True,
+    security_tier: str | None = None,
 ) -> dict[str, Any]:
     """Turn a 200 body into the completion dict.
 
     Order: structure (ValueError) → decryption (one opaque SecurityError) → plaintext must be
-    a UTF-8 JSON object (SecurityError) → ``_metadata.payload_id`` must equal ``payload_id``
-    (SecurityError) → the client's own ``_metadata`` keys are written.
+    a UTF-8 JSON object with unique member names and bounded nesting (SecurityError) →
+    ``_metadata.payload_id`` must equal ``payload_id`` (SecurityError) → when the call asked
+    for ``security_tier``, ``_metadata.security_tier`` must name it (TIER-9: the header is
+    unauthenticated, the answer's metadata is not) → the client's own ``_metadata`` keys are
+    written. The server's ``_metadata.processed_at`` (authenticated) is kept as it is; the
+    package's top-level ``processed_at`` (outside the encryption) is never used (CHK-17).
     """
+    tier = check_security_tier(security_tier)
     package, fields = parse_package(body)
     plaintext = crypto.decrypt_fields(fields, private_key, secure=secure)
-    result: Any = _NOT_JSON
-    # Refused below, outside any handler: JSONDecodeError.doc would hold plaintext.
-    with secure_memory.protected(plaintext, secure), \
-            contextlib.suppress(UnicodeDecodeError, ValueError, RecursionError):
-        result = json.loads(plaintext.decode("utf-8"))
+    with secure_memory.protected(plaintext, secure):
+        result, problem = parse_json(plaintext)
+    # Messages name the failed rule, never any of the plaintext.
+    if problem == DUPLICATE_MEMBERS:
+        raise SecurityError("decrypted response has duplicate JSON member names")
+    if problem == TOO_DEEP:
+        raise SecurityError("decrypted response is nested too deeply")
     if not isinstance(result, dict):
         raise SecurityError("decrypted response is not a UTF-8 JSON object")
     metadata = result.get("_metadata")
@@ -319,12 +438,14 @@ def open_response(
     if metadata.get("payload_id") != payload_id:
         raise SecurityError("response is not bound to the request: _metadata.payload_id "
                             "does not match X-Payload-ID")
-    metadata.update({
-        "payload_id": payload_id,
-        "processed_at": _processed_at(package),
-        "is_encrypted": True,
-        "encryption_algorithm": package["algorithm"],
-    })
+    if tier is not None and metadata.get("security_tier") != tier:
+        raise SecurityError("response was not served at the requested security tier: "
+                            "_metadata.security_tier is missing or differs")
+    metadata["payload_id"] = payload_id
+    # Kept when the server sent it (CHK-17); null otherwise, so the key is always there.
+    metadata.setdefault("processed_at", None)
+    metadata["is_encrypted"] = True
+    metadata["encryption_algorithm"] = package["algorithm"]
     return result
 
 
@@ -349,28 +470,26 @@ def error_body(body: bytes | bytearray) -> tuple[str | None, dict[str, Any]]:
     detail: body["detail"] of a JSON object (json.dumps for non-strings); else the body text
     (at most 1024 characters) when the body is non-empty and not a JSON object; else None.
     error_details: the JSON object; else {"detail": detail} when detail is set; else {}.
+
+    The JSON of a body up to MAX_ERROR_BYTES (1 MiB) is parsed (ERR-12); a longer body, or
+    one nested deeper than MAX_JSON_DEPTH, counts as text (ERR-13), so no body can make the
+    parser or ``json.dumps`` recurse out of the canonical exception types (ERR-17).
     """
-    data = bytes(body[:MAX_ERROR_BYTES])
     parsed: Any = None
-    is_object = False
-    if data.strip():
-        try:
-            parsed = json.loads(data.decode("utf-8"))
-            is_object = isinstance(parsed, dict)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            parsed = None
-    if is_object:
+    if len(body) <= MAX_ERROR_BYTES:
+        # Repeated names: the last wins (CHK-18 judges 200 bodies, not error bodies).
+        parsed, _ = parse_json(body, unique=False)
+    if isinstance(parsed, dict):
         if "detail" not in parsed:
             return None, parsed
         detail = parsed["detail"]
         if not isinstance(detail, str):
-            try:
-                detail = json.dumps(detail, ensure_ascii=False)
-            except (TypeError, ValueError, RecursionError):
-                detail = repr(detail)
+            detail = json.dumps(detail, ensure_ascii=False)
         return detail, parsed
-    if data:
-        text = data.decode("utf-8", errors="replace")[:MAX_DETAIL_CHARS]
+    if body:
+        # 1024 characters never take more than 4 bytes each, invalid sequences included.
+        head = bytes(body[:4 * MAX_DETAIL_CHARS])
+        text = head.decode("utf-8", errors="replace")[:MAX_DETAIL_CHARS]
         return text, {"detail": text}
     return None, {}
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import respx
 import trustme
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import nomyo_ref
@@ -644,3 +645,358 @@ async def test_timeout_bounds_the_whole_attempt(router: Router) -> None:
     assert info.value.status_code is None
     assert mock["post"].call_count == 2
     await client.aclose()
+
+
+# --- spec 1.0.1 ------------------------------------------------------------------------------
+
+CALL_HEADERS = ("x-payload-id", "x-public-key", "authorization", "x-security-tier",
+                "content-type")
+
+
+def posts(mock: respx.MockRouter) -> list[httpx.Request]:
+    return [call.request for call in mock["post"].calls]
+
+
+def assert_attempts_encrypted_anew(requests: list[httpx.Request]) -> None:
+    """RTY-15: no two attempts share a package, an AES key or a nonce; TIER-5: every attempt
+    carries exactly the same call headers; HDR-11: no Content-Encoding, the body is the
+    package itself."""
+    packages = [json.loads(r.content) for r in requests]
+    assert len({r.content for r in requests}) == len(requests)
+    assert len({p["encrypted_aes_key"] for p in packages}) == len(requests)
+    assert len({p["encrypted_payload"]["nonce"] for p in packages}) == len(requests)
+    first = requests[0].headers
+    for request in requests:
+        for name in CALL_HEADERS:
+            assert request.headers.get(name) == first.get(name), name
+        assert "content-encoding" not in request.headers
+
+
+async def test_every_retry_is_encrypted_anew_with_the_same_headers(
+        router: Router, server_key: rsa.RSAPrivateKey) -> None:
+    fake, mock = router
+    fake.script = [httpx.Response(503), httpx.ConnectError("refused"),
+                   httpx.Response(502)]
+    client = chat(max_retries=3, api_key="sk-retry")
+    record_sleeps(client)
+    result = await client.create("m", MESSAGES, security_tier="high")
+    requests = posts(mock)
+    assert len(requests) == 4
+    assert_attempts_encrypted_anew(requests)
+    assert requests[0].headers["x-security-tier"] == "high"
+    assert requests[0].headers["authorization"] == "Bearer sk-retry"
+    payloads = [json.loads(wire.unseal(json.loads(r.content), server_key)) for r in requests]
+    assert all(p == {"model": "m", "messages": MESSAGES} for p in payloads)
+    assert result["_metadata"]["payload_id"] == requests[0].headers["x-payload-id"]
+    await client.aclose()
+
+
+@pytest.mark.parametrize("tier", ["standard", "high", "maximum", None])
+async def test_rotation_resend_is_encrypted_anew_and_keeps_the_tier(
+        router: Router, server_key: rsa.RSAPrivateKey, other_server_key: rsa.RSAPrivateKey,
+        tier: str | None) -> None:
+    """TIER-5: the rotation resend carries the call's tier (a client that drops it is served
+    at the server's default tier); RTY-15: it is a new package under the new key."""
+    fake, mock = router
+    fake.key_script = [httpx.Response(200, text=wire.spki_pem(server_key))]
+    fake.server_key = other_server_key
+    fake.script = [httpx.Response(400, json={"detail": "decryption failed"})]
+    async with chat(api_key="sk-rot") as client:
+        result = await client.create("m", MESSAGES, security_tier=tier)
+    requests = posts(mock)
+    assert len(requests) == 2
+    assert_attempts_encrypted_anew(requests)
+    assert requests[1].headers.get("x-security-tier") == tier
+    assert requests[1].headers["authorization"] == "Bearer sk-rot"
+    assert json.loads(wire.unseal(json.loads(requests[1].content), other_server_key)) == \
+        {"model": "m", "messages": MESSAGES}
+    assert fake.seen[0].headers.get("x-security-tier") == tier
+    assert result["_metadata"]["security_tier"] == (tier or "standard")
+
+
+@pytest.mark.parametrize("served", ["standard", None, "Maximum"])
+async def test_answer_not_at_the_asked_tier_is_refused(router: Router, served: str | None
+                                                       ) -> None:
+    """TIER-9: the X-Security-Tier header is unauthenticated; the answer's metadata is what
+    says which tier served it. A refused answer is not retried."""
+    fake, mock = router
+
+    def respond(seen: Seen) -> httpx.Response:
+        obj = wire.completion(seen.payload, seen.headers["x-payload-id"])
+        if served is None:
+            del obj["_metadata"]["security_tier"]
+        else:
+            obj["_metadata"]["security_tier"] = served
+        return FakeRouter.answer(seen, obj)
+
+    fake.script = [respond]
+    async with chat() as client:
+        with pytest.raises(SecurityError, match="tier") as info:
+            await client.create("m", MESSAGES, security_tier="maximum")
+    assert "top secret message" not in str(info.value)
+    assert mock["post"].call_count == 1
+
+
+async def test_send_secure_request_checks_the_tier_too(router: Router) -> None:
+    fake, _ = router
+    fake.script = [lambda seen: FakeRouter.answer(
+        seen, wire.completion(seen.payload, seen.headers["x-payload-id"], "standard"))]
+    async with SecureCompletionClient(BASE) as client:
+        with pytest.raises(SecurityError, match="tier"):
+            await client.send_secure_request({"model": "m", "messages": MESSAGES}, "p-1",
+                                             None, "high")
+        result = await client.send_secure_request({"model": "m", "messages": MESSAGES},
+                                                  "p-2", None, "high")
+        assert result["_metadata"]["security_tier"] == "high"
+
+
+async def test_low_level_decrypt_response_checks_a_given_tier(
+        client_key: rsa.RSAPrivateKey) -> None:
+    body = json.dumps(wire.seal(json.dumps(
+        {"_metadata": {"payload_id": "p", "security_tier": "standard"}}).encode(),
+        client_key.public_key())).encode()
+    client = SecureCompletionClient(BASE)
+    client._install_private_key(client_key)
+    assert (await client.decrypt_response(body, "p"))["_metadata"]["payload_id"] == "p"
+    assert (await client.decrypt_response(body, "p", security_tier="standard"))
+    with pytest.raises(SecurityError, match="tier"):
+        await client.decrypt_response(body, "p", security_tier="maximum")
+    with pytest.raises(ValueError, match="security_tier"):
+        await client.decrypt_response(body, "p", security_tier="max")
+
+
+async def test_server_processed_at_is_returned(router: Router) -> None:
+    """CHK-17: the package's top-level processed_at (unauthenticated) never replaces the
+    server's _metadata.processed_at."""
+    fake, _ = router
+
+    def respond(seen: Seen) -> httpx.Response:
+        obj = wire.completion(seen.payload, seen.headers["x-payload-id"])
+        obj["_metadata"]["processed_at"] = 1_650_000_000.5
+        return FakeRouter.answer(seen, obj, processed_at=1)
+
+    fake.script = [respond]
+    async with chat() as client:
+        result = await client.create("m", MESSAGES)
+    assert result["_metadata"]["processed_at"] == 1_650_000_000.5
+
+
+@pytest.mark.parametrize("failure", [
+    [httpx.Response(503)] * 3, [httpx.Response(500)] * 3, [httpx.Response(502)] * 3,
+    [httpx.Response(504), httpx.Response(503), httpx.ConnectError("refused")],
+    [httpx.ConnectError("refused")] * 3, [httpx.ReadTimeout("slow")] * 3,
+])
+async def test_exhausted_retries_drop_the_cached_server_key(router: Router,
+                                                            failure: list[Any]) -> None:
+    """DISC-12: after a call that gave up on 5xx answers or network failures, the next call
+    fetches the server key anew (a server that lost its key must not wedge the client)."""
+    fake, mock = router
+    fake.script = list(failure)
+    client = chat(max_retries=2)
+    record_sleeps(client)
+    with pytest.raises(APIError):
+        await client.create("m", MESSAGES)
+    assert mock["post"].call_count == 3
+    assert fake.key_fetches == 1
+    await client.create("m", MESSAGES)
+    assert fake.key_fetches == 2
+    await client.create("m", MESSAGES)
+    assert fake.key_fetches == 2
+    await client.aclose()
+
+
+async def test_max_retries_zero_still_drops_the_key(router: Router) -> None:
+    fake, _ = router
+    fake.script = [httpx.Response(503)]
+    async with chat(max_retries=0) as client:
+        with pytest.raises(ServiceUnavailableError):
+            await client.create("m", MESSAGES)
+        await client.create("m", MESSAGES)
+    assert fake.key_fetches == 2
+
+
+@pytest.mark.parametrize("answers", [
+    [httpx.Response(429)] * 3,  # rate limiting says nothing about the key
+    [httpx.Response(401)], [httpx.Response(403)], [httpx.Response(409)],
+    [httpx.Response(503), httpx.Response(401)],  # gave up on a final status, not 5xx
+])
+async def test_other_failures_keep_the_cached_server_key(router: Router,
+                                                         answers: list[Any]) -> None:
+    fake, _ = router
+    fake.script = list(answers)
+    client = chat(max_retries=2)
+    record_sleeps(client)
+    with pytest.raises(APIError):
+        await client.create("m", MESSAGES)
+    await client.create("m", MESSAGES)
+    assert fake.key_fetches == 1
+    await client.aclose()
+
+
+async def test_drop_spares_a_key_another_call_already_replaced(router: Router) -> None:
+    async with chat() as client:
+        await client.create("m", MESSAGES)
+        inner = client.client
+        current = inner._server_key_pem
+        assert current is not None
+        inner._drop_server_key("-----BEGIN PUBLIC KEY-----\nolder\n", 503)
+        assert inner._server_key_pem == current
+        inner._drop_server_key(current, 429)
+        assert inner._server_key_pem == current
+        inner._drop_server_key(current, None)
+        assert inner._server_key is None
+
+
+async def test_cached_server_key_is_refetched_after_an_hour(
+        router: Router, other_server_key: rsa.RSAPrivateKey) -> None:
+    """DISC-13: a cached key older than 3600 s is fetched again (fake clock)."""
+    fake, mock = router
+    now = [1000.0]
+    async with chat() as client:
+        client.client._clock = lambda: now[0]
+        await client.create("m", MESSAGES)
+        assert fake.key_fetches == 1
+        now[0] += 3599.9
+        await client.create("m", MESSAGES)
+        assert fake.key_fetches == 1
+        now[0] += 0.1  # 3600 s after the fetch
+        fake.server_key = other_server_key  # the server rotated meanwhile
+        result = await client.create("m", MESSAGES)
+        assert fake.key_fetches == 2
+        assert result["choices"][0]["message"]["content"] == "top secret message"
+        assert mock["post"].call_count == 3  # the new key was used at once, no 400 round
+        now[0] += 3599
+        await client.create("m", MESSAGES)
+        assert fake.key_fetches == 2
+    assert nomyo_ref.protocol.SERVER_KEY_MAX_AGE == 3600
+
+
+async def test_pkcs1_server_key_is_refused_and_nothing_is_sent(
+        router: Router, server_key: rsa.RSAPrivateKey) -> None:
+    """DISC-14: a PKCS#1 "RSA PUBLIC KEY" PEM is refused like any other unusable key."""
+    fake, mock = router
+    pkcs1 = server_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                 serialization.PublicFormat.PKCS1).decode()
+    fake.key_script = [httpx.Response(200, text=pkcs1)]
+    async with chat() as client:
+        with pytest.raises(SecurityError):
+            await client.create("m", MESSAGES)
+    assert mock["post"].call_count == 0
+
+
+async def test_post_has_no_content_encoding(router: Router) -> None:
+    """HDR-11: the body is the package bytes as they are."""
+    _, mock = router
+    async with chat() as client:
+        await client.create("m", MESSAGES)
+    request = posts(mock)[0]
+    assert "content-encoding" not in request.headers
+    assert set(json.loads(request.content)) == {
+        "version", "algorithm", "encrypted_payload", "encrypted_aes_key", "key_algorithm",
+        "payload_algorithm"}
+
+
+async def test_409_replay_refusal_is_an_api_error_not_retried(router: Router) -> None:
+    fake, mock = router
+    fake.script = [httpx.Response(409, json={"detail": "replayed request"})]
+    client = chat()
+    delays = record_sleeps(client)
+    with pytest.raises(APIError, match="replayed request") as info:
+        await client.create("m", MESSAGES)
+    assert type(info.value) is APIError
+    assert info.value.status_code == 409
+    assert info.value.error_details == {"detail": "replayed request"}
+    assert mock["post"].call_count == 1
+    assert delays == []
+    assert fake.key_fetches == 1
+    await client.aclose()
+
+
+@pytest.mark.parametrize("size", [1_048_575, 1_048_576, 1_048_577, 3_000_000])
+async def test_error_json_is_parsed_up_to_one_mib(router: Router, size: int) -> None:
+    """ERR-12/ERR-16: the whole JSON of an error body up to 1,048,576 bytes gives the
+    detail; a longer body is text (its first 1024 characters), read only so far."""
+    fake, _ = router
+    body = b'{"detail": "' + b"q" * (size - 14) + b'"}'
+    fake.script = [httpx.Response(400, content=body)]
+    async with chat() as client:
+        with pytest.raises(InvalidRequestError) as info:
+            await client.create("m", MESSAGES)
+    if size <= 1_048_576:
+        assert info.value.error_details == {"detail": "q" * (size - 14)}
+    else:
+        assert info.value.error_details == {"detail": body[:1024].decode()}
+
+
+async def test_error_body_whose_first_mib_is_json_is_text(router: Router) -> None:
+    fake, _ = router
+    body = b'{"detail": "short"}' + b" " * (1024 * 1024) + b"<html>"
+    fake.script = [httpx.Response(401, content=body)]
+    async with chat() as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.create("m", MESSAGES)
+    assert info.value.error_details == {"detail": body[:1024].decode()}
+
+
+async def test_deeply_nested_bodies_end_in_documented_errors(router: Router) -> None:
+    """CHK-19/ERR-17: no body reaches a RecursionError."""
+    fake, _ = router
+
+    def deep_plaintext(seen: Seen) -> httpx.Response:
+        pid = seen.headers["x-payload-id"]
+        raw = ('{"x": ' + "[" * 50_000 + "]" * 50_000 + ', "_metadata": {"payload_id": "'
+               + pid + '"}}').encode()
+        package = wire.seal(raw, seen.client_key)
+        return httpx.Response(200, content=json.dumps(package).encode())
+
+    fake.script = [httpx.Response(200, content=b"[" * 200_000),
+                   httpx.Response(400, content=b'{"detail": ' + b"[" * 200_000),
+                   httpx.Response(503, content=b"{" * 200_000)] + \
+        [httpx.Response(503, content=b"[" * 200_000)] * 2 + [deep_plaintext]
+    client = chat(max_retries=2)
+    record_sleeps(client)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        await client.create("m", MESSAGES)
+    with pytest.raises(InvalidRequestError):
+        await client.create("m", MESSAGES)
+    with pytest.raises(ServiceUnavailableError):
+        await client.create("m", MESSAGES)
+    with pytest.raises(SecurityError, match="nested too deeply"):
+        await client.create("m", MESSAGES)
+    await client.aclose()
+
+
+async def test_response_over_32_mib_is_refused(router: Router) -> None:
+    """CHK-19: the real cap (not a patched one): 32 MiB + 1 byte, streamed or declared."""
+    fake, _ = router
+    cap = 32 * 1024 * 1024
+
+    async def chunks() -> Any:
+        block = b" " * (1024 * 1024)
+        for _ in range(32):
+            yield block
+        yield b"x"
+
+    fake.script = [httpx.Response(200, content=chunks()),
+                   httpx.Response(200, content=b" " * (cap + 1))]
+    async with chat() as client:
+        for _ in range(2):
+            with pytest.raises(ValueError, match="too large"):
+                await client.create("m", MESSAGES)
+
+
+async def test_a_16_mib_answer_is_accepted_end_to_end(router: Router) -> None:
+    fake, _ = router
+    content = "z" * (11 * 1024 * 1024)
+
+    def big(seen: Seen) -> httpx.Response:
+        obj = wire.completion(seen.payload, seen.headers["x-payload-id"])
+        obj["choices"][0]["message"]["content"] = content
+        response = FakeRouter.answer(seen, obj)
+        body = response.content[:-1] + b" " * (16 * 1024 * 1024 - len(response.content)) + b"}"
+        return httpx.Response(200, content=body)
+
+    fake.script = [big]
+    async with chat() as client:
+        result = await client.create("m", MESSAGES)
+    assert result["choices"][0]["message"]["content"] == content

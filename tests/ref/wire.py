@@ -70,8 +70,10 @@ def unseal(package: dict[str, Any], private_key: rsa.RSAPrivateKey) -> bytes:
     return AESGCM(key).decrypt(nonce, d(inner["ciphertext"]) + tag, None)
 
 
-def completion(payload: dict[str, Any], payload_id: str | None) -> dict[str, Any]:
-    """A chat.completion echoing the last message, bound to ``payload_id``."""
+def completion(payload: dict[str, Any], payload_id: str | None, tier: str = "standard"
+               ) -> dict[str, Any]:
+    """A chat.completion echoing the last message, bound to ``payload_id``, served at
+    ``tier``."""
     messages = payload.get("messages") or [{}]
     last = messages[-1] if isinstance(messages[-1], dict) else {}
     body: dict[str, Any] = {
@@ -82,7 +84,7 @@ def completion(payload: dict[str, Any], payload_id: str | None) -> dict[str, Any
                      "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         "_metadata": {"processed_at": 1_700_000_000, "is_encrypted": True,
-                      "response_status": "success", "security_tier": "standard"},
+                      "response_status": "success", "security_tier": tier},
     }
     if payload_id is not None:
         body["_metadata"]["payload_id"] = payload_id
@@ -142,8 +144,10 @@ class FakeRouter:
     @staticmethod
     def answer(seen: Seen, obj: dict[str, Any] | None = None, **overrides: Any
                ) -> httpx.Response:
-        """The normal encrypted answer (or ``obj``) to ``seen``."""
-        body = obj if obj is not None else completion(seen.payload,
-                                                      seen.headers["x-payload-id"])
+        """The normal encrypted answer (or ``obj``) to ``seen``, served at the tier it asked
+        for (the server's default, ``standard``, when it asked for none)."""
+        body = obj if obj is not None else completion(
+            seen.payload, seen.headers["x-payload-id"],
+            seen.headers.get("x-security-tier", "standard"))
         package = seal(json.dumps(body).encode(), seen.client_key, **overrides)
         return httpx.Response(200, content=json.dumps(package).encode())
