@@ -507,7 +507,7 @@ class SecureCompletionClient:
                     return protocol.open_response(body, payload_id, private_key,
                                                   secure=self.secure_memory,
                                                   security_tier=tier)
-                error = protocol.error_for_status(status, body)
+                error = protocol.error_for_status(status, body, token)
                 if status == 400 and not rotation_checked:
                     rotation_checked = True
                     if await self._server_key_rotated(used_pem):

@@ -464,7 +464,27 @@ _STATUS_ERRORS: dict[int, tuple[type[APIError], str]] = {
 }
 
 
-def error_body(body: bytes | bytearray) -> tuple[str | None, dict[str, Any]]:
+REDACTED = "[redacted]"
+
+
+def redact(value: Any, secret: str | None) -> Any:
+    """`value` with every occurrence of `secret` in its strings (member names too) replaced
+    by "[redacted]" (ERR-20): a gateway echoing the bearer token cannot put it into an
+    exception. Depth is bounded by parse_json, so the walk cannot recurse out of bounds."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED)
+    if isinstance(value, list):
+        return [redact(v, secret) for v in value]
+    if isinstance(value, dict):
+        return {redact(k, secret): redact(v, secret) for k, v in value.items()}
+    return value
+
+
+def error_body(
+    body: bytes | bytearray, api_key: str | None = None
+) -> tuple[str | None, dict[str, Any]]:
     """(detail, error_details) of an error body of any shape, per the contract.
 
     detail: body["detail"] of a JSON object (json.dumps for non-strings); else the body text
@@ -480,6 +500,7 @@ def error_body(body: bytes | bytearray) -> tuple[str | None, dict[str, Any]]:
         # Repeated names: the last wins (CHK-18 judges 200 bodies, not error bodies).
         parsed, _ = parse_json(body, unique=False)
     if isinstance(parsed, dict):
+        parsed = redact(parsed, api_key)
         if "detail" not in parsed:
             return None, parsed
         detail = parsed["detail"]
@@ -487,17 +508,22 @@ def error_body(body: bytes | bytearray) -> tuple[str | None, dict[str, Any]]:
             detail = json.dumps(detail, ensure_ascii=False)
         return detail, parsed
     if body:
-        # 1024 characters never take more than 4 bytes each, invalid sequences included.
-        head = bytes(body[:4 * MAX_DETAIL_CHARS])
-        text = head.decode("utf-8", errors="replace")[:MAX_DETAIL_CHARS]
+        # 1024 characters never take more than 4 bytes each, invalid sequences included;
+        # each redaction may eat len(api_key) characters and give back 10 (ERR-20).
+        spare = len(api_key) * (MAX_DETAIL_CHARS // len(REDACTED) + 1) if api_key else 0
+        head = bytes(body[: 4 * (MAX_DETAIL_CHARS + spare)])
+        text = redact(head.decode("utf-8", errors="replace"), api_key)[:MAX_DETAIL_CHARS]
         return text, {"detail": text}
     return None, {}
 
 
-def error_for_status(status: int, body: bytes | bytearray = b"") -> APIError:
-    """The exception for a non-200 answer (returned, not raised, so callers can decide)."""
+def error_for_status(
+    status: int, body: bytes | bytearray = b"", api_key: str | None = None
+) -> APIError:
+    """The exception for a non-200 answer (returned, not raised, so callers can decide);
+    `api_key`, the call's key, is redacted from everything taken from the body (ERR-20)."""
     cls, default = _STATUS_ERRORS.get(status, (APIError, "Unexpected status code"))
-    detail, details = error_body(body)
+    detail, details = error_body(body, api_key)
     if cls is APIError and status not in _STATUS_ERRORS:
         message = f"Unexpected status code {status}" + (f": {detail}" if detail is not None else "")
     else:

@@ -729,3 +729,31 @@ def test_server_key_exponent_and_size_bounds() -> None:
     big = rsa.RSAPublicNumbers(65537, (1 << 16384) + 1).public_key()  # 16385 bits, not real
     with pytest.raises(SecurityError, match="16384"):
         protocol.parse_server_key(200, wire.spki_pem(big).encode())
+
+
+# --- ERR-20: the call's API key never reaches an exception --------------------------------
+
+KEY = "sk-live-0123456789abcdef"
+
+
+def test_api_key_redacted_from_a_json_error_body() -> None:
+    body = json.dumps({"detail": f"invalid API key {KEY}", KEY: [KEY, {"k": KEY}]}).encode()
+    err = protocol.error_for_status(401, body, KEY)
+    assert KEY not in err.message
+    assert KEY not in json.dumps(err.error_details)
+    assert err.error_details["detail"] == "invalid API key [redacted]"
+    assert err.error_details["[redacted]"] == ["[redacted]", {"k": "[redacted]"}]
+
+
+def test_api_key_redacted_from_a_text_error_body_before_the_cut() -> None:
+    body = (KEY * 200).encode()  # 200 keys: 4800 characters, 2000 once redacted
+    err = protocol.error_for_status(502, body, KEY)
+    assert KEY[:8] not in err.message
+    detail = err.error_details["detail"]
+    assert detail == ("[redacted]" * 200)[:1024]
+
+
+def test_without_an_api_key_nothing_is_redacted() -> None:
+    body = json.dumps({"detail": "[redacted] sk-x"}).encode()
+    err = protocol.error_for_status(400, body, None)
+    assert err.error_details["detail"] == "[redacted] sk-x"
