@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import hashlib
 import json
 import pathlib
@@ -22,11 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.x509.oid import NameOID
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 HERE = pathlib.Path(__file__).resolve().parent
 DEFAULT_KEYS = HERE / "keys.json"
 MAX_PLAINTEXT = 10 * 1024 * 1024
@@ -118,12 +121,25 @@ NOTES: dict[str, str] = {
     "unpadded input. (Not applicable to the nonce: 12 bytes need no padding.)",
     "Base64UrlSafe": "A base64 field uses the URL-safe alphabet ('-', '_' for '+', '/'); "
     "catches decoders that accept both alphabets.",
+    "Base64NonCanonicalBits": "A base64 field whose unused bits before the '=' padding are not "
+    "zero (RFC 4648 section 3.5): it decodes to the right bytes. Result 'acceptable': a "
+    "receiver MAY refuse it (PKG-10; Go's and Rust's strict decoders do) or accept it "
+    "(Python's b64decode(validate=True) does), and no sender may produce it.",
+    "DuplicateMemberPackage": "The package text repeats a member name (version, tag), one "
+    "occurrence right and one wrong; catches parsers that keep the first or the last "
+    "occurrence silently, so that two receivers read one package differently (CHK-18, SRV-20).",
+    "DuplicateMemberPlaintext": "The decrypted plaintext repeats a member name (model, "
+    "_metadata, payload_id), one occurrence right and one wrong; catches a binding or "
+    "model check that a last-wins or first-wins parser can be steered around.",
     # size
     "PlaintextTooLarge": "A request plaintext of 10 MiB + 1 byte (10485761 bytes); must be "
     "refused (clients: ValueError before sending; servers: 413). Given as a plaintextRecipe.",
     # plaintext
-    "PlaintextNotUtf8": "The plaintext is not valid UTF-8 (stray 0xff, or JSON encoded as "
-    "UTF-16); catches json.loads(bytes), which guesses UTF-16/32.",
+    "PlaintextNotUtf8": "The plaintext is not valid UTF-8 (a stray 0xff byte); catches "
+    "decoders that replace or drop invalid bytes instead of refusing the plaintext.",
+    "PlaintextUtf16": "The JSON object encoded as UTF-16-LE. Its bytes are valid UTF-8 (ASCII "
+    "and NUL), but the text is not JSON (NUL characters between the tokens); catches "
+    "json.loads(bytes), which detects UTF-16 and decodes it as such.",
     "PlaintextBom": "The plaintext starts with a UTF-8 byte-order mark; the payload is UTF-8 "
     "JSON without BOM (RFC 8259), and json.loads(bytes) silently accepts it.",
     "PlaintextNotJson": "The plaintext decrypts but is not JSON (text, truncated, empty); must be "
@@ -144,7 +160,7 @@ FLAG_REQUIREMENTS: dict[str, list[str]] = {
     "Normal": ["PKG-1", "ENC-1", "ENC-4"],
     "MinimalPlaintext": ["PKG-1"],
     "Unicode": ["REQ-1"],
-    "ProcessedAt": ["PKG-9", "RSP-2"],
+    "ProcessedAt": ["PKG-9", "RSP-2", "CHK-17"],
     "ExtraTopLevelKey": ["PKG-9"],
     "ToolCalls": ["REQ-3", "RSP-4"],
     "MaxSizePlaintext": ["REQ-10"],
@@ -152,13 +168,13 @@ FLAG_REQUIREMENTS: dict[str, list[str]] = {
     "SmallKey": ["KEY-2"],
     "PackageNotJson": ["CHK-1", "SRV-8"],
     "PackageNotObject": ["CHK-1", "SRV-8"],
-    "MissingField": ["PKG-1", "CHK-2", "SRV-8"],
-    "WrongFieldType": ["CHK-2", "SRV-8"],
-    "EncryptedPayloadNotObject": ["PKG-5", "CHK-2", "SRV-8"],
+    "MissingField": ["PKG-1", "CHK-21", "CHK-22", "CHK-23", "SRV-8"],
+    "WrongFieldType": ["CHK-21", "CHK-23", "SRV-8"],
+    "EncryptedPayloadNotObject": ["PKG-5", "CHK-22", "SRV-8"],
     "WrongVersion": ["PKG-2", "CHK-3", "SRV-9"],
     "WrongAlgorithm": ["PKG-3", "CHK-4", "SRV-9"],
-    "WrongKeyAlgorithm": ["PKG-4", "CHK-5", "SRV-9"],
-    "WrongPayloadAlgorithm": ["PKG-4", "CHK-5", "SRV-9"],
+    "WrongKeyAlgorithm": ["PKG-4", "CHK-20", "SRV-9"],
+    "WrongPayloadAlgorithm": ["PKG-4", "CHK-20", "SRV-9"],
     "WrongOaepHash": ["ENC-4", "ENC-6", "CHK-9", "SRV-11"],
     "WrongMgfHash": ["ENC-4", "ENC-6", "CHK-9", "SRV-11"],
     "OaepLabel": ["ENC-4", "CHK-9", "SRV-11"],
@@ -171,11 +187,15 @@ FLAG_REQUIREMENTS: dict[str, list[str]] = {
     "ModifiedCiphertext": ["ENC-7", "CHK-10", "SRV-11"],
     "ModifiedTag": ["ENC-7", "CHK-10", "SRV-11"],
     "WrongNonceSize": ["ENC-1", "CHK-8", "SRV-10"],
-    "Base64NonAlphabet": ["PKG-6", "CHK-7", "SRV-10"],
-    "Base64MissingPadding": ["PKG-6", "CHK-7", "SRV-10"],
+    "Base64NonAlphabet": ["PKG-6", "PKG-10", "CHK-7", "SRV-10"],
+    "Base64MissingPadding": ["PKG-6", "PKG-10", "CHK-7", "SRV-10"],
     "Base64UrlSafe": ["PKG-6", "CHK-7", "SRV-10"],
+    "Base64NonCanonicalBits": ["PKG-10"],
+    "DuplicateMemberPackage": ["CHK-18", "SRV-20"],
+    "DuplicateMemberPlaintext": ["CHK-18", "SRV-20"],
     "PlaintextTooLarge": ["REQ-9", "SRV-12"],
     "PlaintextNotUtf8": ["REQ-1", "CHK-13", "SRV-13"],
+    "PlaintextUtf16": ["REQ-1", "CHK-13", "SRV-13"],
     "PlaintextBom": ["REQ-1", "CHK-13", "SRV-13"],
     "PlaintextNotJson": ["CHK-13", "SRV-13"],
     "PlaintextNotObject": ["CHK-13", "SRV-13"],
@@ -185,11 +205,16 @@ FLAG_REQUIREMENTS: dict[str, list[str]] = {
 }
 
 HEADER = [
-    "Test vectors for packages of the NOMYO secure completion protocol v1.0.",
+    "Test vectors for packages of the NOMYO secure completion protocol v1.0 (spec revision "
+    "1.0.1).",
     "A receiver decrypts each package with the private key named by the group's keyId "
     "(keys.json). result 'valid': the plaintext must equal plaintextHex (or the expansion "
     "of plaintextRecipe). result 'invalid': the package must be refused, at the given stage, "
-    "with the canonical error kind expectedKind.",
+    "with the canonical error kind expectedKind. result 'acceptable': either outcome "
+    "conforms: accepted with the plaintext of plaintextHex, or refused at the given stage "
+    "with expectedKind (servers: expectedStatus).",
+    "tcIds 1 to 243 are those of generator 1.0.0; later cases are appended in groups of "
+    "their own, so a published tcId never changes its case.",
     "Stages in the order a receiver meets them: key, structure, crypto, size, plaintext, "
     "binding. See README.md.",
     "Regenerate with: python spec/vectors/generate.py (only encrypted_aes_key changes, "
@@ -326,6 +351,21 @@ def package_of(
         "key_algorithm": "RSA-OAEP-SHA256",
         "payload_algorithm": "AES-256-GCM",
     }
+
+
+B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def non_canonical(text: str) -> str:
+    """The same bytes with an unused bit set: flip the lowest bit of the character before the
+    padding (2 or 4 unused bits there, RFC 4648 section 3.5). Needs padding to exist."""
+    body = text.rstrip("=")
+    if body == text:
+        raise ValueError("no padding, so no unused bits")
+    last = B64_ALPHABET[B64_ALPHABET.index(body[-1]) ^ 1]
+    out = body[:-1] + last + text[len(body):]
+    assert base64.b64decode(out, validate=True) == base64.b64decode(text, validate=True)
+    return out
 
 
 def has_b64_symbol(data: bytes) -> bool:
@@ -717,7 +757,8 @@ class Builder:
         cases: list[tuple[str, str, Callable[[int], bytes]]] = [
             ("PlaintextNotUtf8", "plaintext contains a 0xff byte",
              lambda tc: self.plaintext(tc).replace(b'"', b'"\xff', 1)),
-            ("PlaintextNotUtf8", "plaintext is the JSON object encoded in UTF-16-LE",
+            ("PlaintextUtf16", "plaintext is the JSON object encoded in UTF-16-LE (valid UTF-8 "
+             "bytes, not JSON)",
              lambda tc: self.plaintext(tc).decode().encode("utf-16-le")),
             ("PlaintextBom", "plaintext starts with a UTF-8 byte-order mark",
              lambda tc: b"\xef\xbb\xbf" + self.plaintext(tc)),
@@ -770,6 +811,112 @@ class Builder:
         for flag, comment, make in cases:
             tc = self.tc_id + 1
             self.invalid_crypto(comment, [flag], plaintext=make(tc), stage="binding")
+
+    # ---- cases added in generator 1.1.0 (spec revision 1.0.1), appended in groups of their own
+
+    def padded_plaintext(self, tc_id: int) -> bytes:
+        """The ordinary plaintext, made one byte longer if needed so its base64 is padded."""
+        pt = self.plaintext(tc_id)
+        return pt if len(pt) % 3 else b"{ " + pt[1:]
+
+    def non_canonical_case(self, field: str) -> None:
+        """Result 'acceptable': non-zero unused bits in one base64 field (PKG-10)."""
+        tc = self.tc_id + 1
+        pt = self.padded_plaintext(tc) if field == "ciphertext" else self.plaintext(tc)
+
+        def build(s: Sealed) -> dict[str, Any]:
+            pkg = package_of(s)
+            if field == "encrypted_aes_key":
+                pkg[field] = non_canonical(pkg[field])
+            else:
+                pkg["encrypted_payload"][field] = non_canonical(pkg["encrypted_payload"][field])
+            return pkg
+
+        tc = self.next_id()
+        sealed = seal(tc, pt, self.pub)
+        bits = "4" if (package_of(sealed)[field] if field == "encrypted_aes_key" else
+                       package_of(sealed)["encrypted_payload"][field]).endswith("==") else "2"
+        self.emit(tc, f"{field} with non-zero unused bits before the padding ({bits} unused "
+                  "bits; decodes to the right bytes)", ["Base64NonCanonicalBits"],
+                  result="acceptable", stage="crypto", package=build(sealed), plaintext=pt,
+                  sealed=sealed)
+
+    def duplicate_package_cases(self) -> None:
+        """Package texts with a repeated member name: refused before decryption (CHK-18)."""
+        def first(member: str, value: str) -> Callable[[dict], str]:
+            return lambda p: "{" + json.dumps(member) + ": " + json.dumps(value) + ", " + \
+                json.dumps(p)[1:]
+
+        def last(member: str, value: str) -> Callable[[dict], str]:
+            return lambda p: json.dumps(p)[:-1] + ", " + json.dumps(member) + ": " + \
+                json.dumps(value) + "}"
+
+        def inner_tag_first(p: dict) -> str:
+            wrong = b64(flip(base64.b64decode(p["encrypted_payload"]["tag"]), 0))
+            text = json.dumps(p)
+            anchor = '"encrypted_payload": {'
+            return text.replace(anchor, anchor + '"tag": ' + json.dumps(wrong) + ", ", 1)
+
+        cases: list[tuple[str, Callable[[dict], str]]] = [
+            ("version given twice, \"2.0\" first and \"1.0\" last (a last-wins parser "
+             "accepts it)", first("version", "2.0")),
+            ("version given twice, \"1.0\" first and \"2.0\" last (a first-wins parser "
+             "accepts it)", last("version", "2.0")),
+            ("encrypted_payload.tag given twice, a wrong tag first and the right one last",
+             inner_tag_first),
+        ]
+        for comment, text_of in cases:
+            tc = self.next_id()
+            pt = self.plaintext(tc)
+            sealed = seal(tc, pt, self.pub)
+            text = text_of(package_of(sealed))
+            self.emit(tc, comment, ["DuplicateMemberPackage"], result="invalid",
+                      stage="structure", package_text=text, plaintext=pt, sealed=sealed)
+
+    def duplicate_plaintext_cases(self) -> None:
+        """Plaintexts with a repeated member name: refused after decryption (CHK-18, SRV-20)."""
+        def prepend(member: str, value: Any) -> Callable[[int], bytes]:
+            def make(tc: int) -> bytes:
+                text = self.plaintext(tc)
+                return b"{" + json.dumps(member).encode() + b": " + \
+                    json.dumps(value).encode() + b", " + text[1:]
+            return make
+
+        def append(member: str, value: Any) -> Callable[[int], bytes]:
+            def make(tc: int) -> bytes:
+                return self.plaintext(tc)[:-1] + b", " + json.dumps(member).encode() + \
+                    b": " + json.dumps(value).encode() + b"}"
+            return make
+
+        def payload_id_twice(tc: int) -> bytes:
+            obj = completion(payload_id_for(tc))
+            text = official(obj)
+            anchor = b'"_metadata": {"payload_id": ' + json.dumps(payload_id_for(tc)).encode()
+            assert anchor in text
+            return text.replace(anchor, anchor + b', "payload_id": ' +
+                                json.dumps(payload_id_for(tc + 100000)).encode(), 1)
+
+        if self.direction == "request":
+            cases: list[tuple[str, Callable[[int], bytes]]] = [
+                ("request plaintext with model given twice, another model first",
+                 prepend("model", "other-model")),
+                ("request plaintext with stream given twice, true first and false last",
+                 lambda tc: prepend("stream", True)(tc)[:-1] + b', "stream": false}'),
+            ]
+        else:
+            cases = [
+                ("_metadata given twice, another request's payload id first (a last-wins "
+                 "parser binds to the right one)",
+                 prepend("_metadata", {"payload_id": payload_id_for(self.tc_id + 100001)})),
+                ("_metadata.payload_id given twice, the right id first and another last (a "
+                 "first-wins parser binds to the right one)", payload_id_twice),
+                ("the completion's id given twice at the end",
+                 append("id", "chatcmpl-duplicate")),
+            ]
+        for comment, make in cases:
+            tc = self.tc_id + 1
+            self.invalid_crypto(comment, ["DuplicateMemberPlaintext"], plaintext=make(tc),
+                                stage="plaintext")
 
     def size_case(self, size: int, valid: bool) -> None:
         tc = self.next_id()
@@ -896,6 +1043,21 @@ def build(keys: dict[str, Any]) -> dict[str, Any]:
         b.emit(tc, comment, ["SmallKey"], result="invalid", stage="key",
                package=package_of(sealed), plaintext=pt, sealed=sealed)
 
+    # Generator 1.1.0 (spec revision 1.0.1): appended after every case of 1.0.0, so that no
+    # published tcId changes.
+    for key_id, direction, fields in (
+        ("rsa2048", "request", ("ciphertext", "tag", "encrypted_aes_key")),
+        ("rsa2048", "response", ("ciphertext", "tag", "encrypted_aes_key")),
+        ("rsa4096", "request", ("encrypted_aes_key",)),
+        ("rsa4096", "response", ("encrypted_aes_key",)),
+    ):
+        b.group(key_id, direction)
+        for field in fields:
+            b.non_canonical_case(field)
+        if key_id == "rsa2048":
+            b.duplicate_package_cases()
+            b.duplicate_plaintext_cases()
+
     used = sorted({f for g in b.groups for t in g["tests"] for f in t["flags"]})
     return {
         "algorithm": "NOMYO-HYBRID-AES256GCM-RSAOAEP-SHA256",
@@ -932,6 +1094,124 @@ def build(keys: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- key forms
+
+
+def synthetic_modulus(bits: int) -> int:
+    """A deterministic odd number of exactly `bits` bits, used as an RSA modulus for the size
+    limits (no library checks that a public modulus is a product of two primes)."""
+    n = int.from_bytes(hashlib.shake_256(f"nomyo-vectors/v1/modulus/{bits}".encode())
+                       .digest((bits + 7) // 8), "big")
+    n &= (1 << bits) - 1
+    return n | (1 << (bits - 1)) | 1
+
+
+def spki_pem(key: Any) -> str:
+    return key.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+
+def fingerprint_of(key: Any) -> str:
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def self_signed_certificate(key: rsa.RSAPrivateKey) -> str:
+    """A certificate for the key: deterministic (fixed names, serial, dates; PKCS#1 v1.5
+    signatures are deterministic)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nomyo-vectors.invalid")])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=365))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+KEY_FORM_REQUIREMENTS = ["KEY-3", "DISC-3", "DISC-14", "DISC-24", "SRV-6", "SRV-7", "SRV-24",
+                         "SRV-25"]
+
+
+def build_key_forms(keys: dict[str, Any]) -> dict[str, Any]:
+    """Texts a server key answer (GET /pki/public_key) or a percent-decoded X-Public-Key may
+    hold, with the verdict of protocol.md 5.2 and 9.2."""
+    private = {kid: serialization.load_pem_private_key(k["privateKeyPem"].encode(), None)
+               for kid, k in keys["keys"].items()}
+    k2048 = private["rsa2048"]
+    assert isinstance(k2048, rsa.RSAPrivateKey)
+    pub2048 = k2048.public_key()
+    pem2048 = spki_pem(pub2048)
+    pem4096 = spki_pem(private["rsa4096"].public_key())
+    n2048 = pub2048.public_numbers().n
+    e3 = rsa.RSAPublicNumbers(3, n2048).public_key()
+    max_key = rsa.RSAPublicNumbers(65537, synthetic_modulus(16384)).public_key()
+    too_big = rsa.RSAPublicNumbers(65537, synthetic_modulus(16392)).public_key()
+    ed = ed25519.Ed25519PrivateKey.from_private_bytes(
+        hashlib.sha256(b"nomyo-vectors/v1/ed25519").digest()).public_key()
+    pkcs1 = pub2048.public_bytes(serialization.Encoding.PEM,
+                                 serialization.PublicFormat.PKCS1).decode("ascii")
+    der_b64 = "".join(line for line in pem2048.splitlines() if not line.startswith("-----"))
+
+    cases: list[tuple[str, str, str, Any]] = [
+        # (comment, result, text, the key a valid text holds)
+        ("rsa2048 as SubjectPublicKeyInfo PEM", "valid", pem2048, pub2048),
+        ("rsa4096 as SubjectPublicKeyInfo PEM (what deployed servers publish)", "valid",
+         pem4096, private["rsa4096"].public_key()),
+        ("rsa2048 SPKI PEM with CRLF line endings (KEY-3)", "valid",
+         pem2048.replace("\n", "\r\n"), pub2048),
+        ("rsa2048 SPKI PEM without the final newline (KEY-3)", "valid", pem2048.rstrip("\n"),
+         pub2048),
+        ("rsa2048 SPKI PEM with whitespace before and after the block", "valid",
+         "\n  " + pem2048 + "  \n\n", pub2048),
+        ("a 16384-bit modulus with exponent 65537, the largest allowed (DISC-22, DISC-24)",
+         "valid", spki_pem(max_key), max_key),
+        ("rsa2048 as PKCS#1 'BEGIN RSA PUBLIC KEY' (DISC-14, SRV-24)", "invalid", pkcs1, None),
+        ("a self-signed X.509 certificate of rsa2048 (DISC-14, SRV-24)", "invalid",
+         self_signed_certificate(k2048), None),
+        ("two SPKI blocks, rsa2048 then rsa4096 (DISC-14, SRV-24)", "invalid",
+         pem2048 + pem4096, None),
+        ("text before the block (DISC-14, SRV-24)", "invalid", "server key:\n" + pem2048,
+         None),
+        ("text after the block (DISC-14, SRV-24)", "invalid", pem2048 + "fingerprint: "
+         + fingerprint_of(pub2048) + "\n", None),
+        ("the base64 of the DER without PEM lines (DISC-3, SRV-6)", "invalid", der_b64, None),
+        ("a PKCS#8 private key instead of a public key (DISC-3, SRV-6)", "invalid",
+         keys["keys"]["rsa2048"]["privateKeyPem"], None),
+        ("an Ed25519 SPKI: not RSA (DISC-3, SRV-7)", "invalid", spki_pem(ed), None),
+        ("rsa1024: under 2048 bits (DISC-3, SRV-7)", "invalid",
+         keys["keys"]["rsa1024"]["publicKeyPem"], None),
+        ("the rsa2048 modulus with public exponent 3 (DISC-24, SRV-25)", "invalid",
+         spki_pem(e3), None),
+        ("a 16392-bit modulus: over 16384 bits (DISC-24, SRV-25)", "invalid", spki_pem(too_big),
+         None),
+    ]
+    tests = []
+    for number, (comment, result, text, key) in enumerate(cases, start=1):
+        test: dict[str, Any] = {"id": number, "comment": comment, "text": text,
+                                "result": result}
+        if key is not None:
+            test["spkiSha256"] = fingerprint_of(key)
+        tests.append(test)
+    return {
+        "schema": "key-forms.schema.json",
+        "generatorVersion": GENERATOR_VERSION,
+        "description": "Texts that a server key answer (GET /pki/public_key, protocol.md 5.2) "
+        "or a percent-decoded X-Public-Key header (9.2) may hold. 'valid': a client accepts it "
+        "as the server key (its fingerprint, 3.5, is spkiSha256) and a server accepts it as "
+        "the client key. 'invalid': a client raises SecurityError and sends no POST; a server "
+        "answers 400. Test data only: the keys are those of keys.json or synthetic moduli.",
+        "requirements": KEY_FORM_REQUIREMENTS,
+        "tests": tests,
+    }
+
+
+def write_atomically(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=HERE,
@@ -947,10 +1227,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated new keys: {target}")
     doc = build(keys)
     out = args.out / "packages.json"
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_atomically(out, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {doc['numberOfTests']} tests to {out}")
+    forms = build_key_forms(keys)
+    write_atomically(args.out / "key-forms.json", json.dumps(forms, indent=1) + "\n")
+    print(f"wrote {len(forms['tests'])} key forms to {args.out / 'key-forms.json'}")
     return 0
 
 

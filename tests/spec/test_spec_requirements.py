@@ -3,6 +3,8 @@
 The list is what the conformance suite and its report read; the text is what people read.
 These tests fail as soon as the two drift apart: an id without its tagged statement, a tag
 without an id, a level that is not the keyword of the statement, a section that does not exist.
+Since 1.0.1 a requirement may be replaced (a bundle split into several ids): the replaced id stays
+listed, loses its tag and points at ids that are tagged; every id added after 1.0 says since when.
 """
 
 from __future__ import annotations
@@ -22,12 +24,21 @@ SPEC = ROOT / "spec"
 REQUIREMENTS = SPEC / "requirements.json"
 SCHEMA = SPEC / "requirements.schema.json"
 PROTOCOL = SPEC / "protocol.md"
+CHANGELOG = SPEC / "CHANGELOG.md"
 
 FAMILIES = frozenset({
     "KEY", "DISC", "TLS", "HDR", "PKG", "ENC", "REQ", "SRV", "RSP",
     "CHK", "PID", "ERR", "RTY", "TIER", "MEM", "API", "LOG",
 })
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
+LIST_VERSION = "1.0.1"
+# The last number of each family in the 1.0 list: every higher number was added later and must
+# carry "since"; no id of 1.0 may claim one.
+IDS_OF_1_0 = {
+    "KEY": 14, "DISC": 11, "TLS": 11, "HDR": 10, "PKG": 9, "ENC": 10, "REQ": 12, "SRV": 19,
+    "RSP": 10, "CHK": 16, "PID": 9, "ERR": 19, "RTY": 14, "TIER": 8, "MEM": 6, "API": 20,
+    "LOG": 6,
+}
 
 TAG = re.compile(r"\*\*\[([A-Z]+-[0-9]+)\]\*\*")
 # The first RFC 2119 key word of a statement; the two-word forms are tried first.
@@ -76,7 +87,18 @@ def numbered_sections(text: str) -> set[str]:
 
 
 def active_ids() -> set[str]:
-    return {r["id"] for r in requirements() if not r.get("retired", False)}
+    """Ids that are judged and tagged: neither retired nor replaced."""
+    return {r["id"] for r in requirements()
+            if not r.get("retired", False) and "replaced_by" not in r}
+
+
+def replaced() -> dict[str, list[str]]:
+    return {r["id"]: r["replaced_by"] for r in requirements() if "replaced_by" in r}
+
+
+def is_new(rid: str) -> bool:
+    family, number = rid.split("-")
+    return int(number) > IDS_OF_1_0[family]
 
 
 # --- the list itself ------------------------------------------------------------------------
@@ -99,6 +121,13 @@ def test_requirements_validate_against_schema() -> None:
         {"testable": "yes"},
         {"retired": 1},
         {"extra": True},
+        {"replaced_by": []},
+        {"replaced_by": "PID-2"},
+        {"replaced_by": ["pid-2"]},
+        {"replaced_by": ["PID-2", "PID-2"]},
+        {"replaced_by": ["PID-2"], "retired": True},
+        {"since": 1.1},
+        {"since": "soon"},
     ],
 )
 def test_schema_rejects_broken_entries(broken: dict[str, Any]) -> None:
@@ -107,8 +136,17 @@ def test_schema_rejects_broken_entries(broken: dict[str, Any]) -> None:
     good = {"id": "PID-1", "level": "MUST", "section": "12.1", "summary": "x",
             "applies_to": "client", "testable": True}
     validator = jsonschema.Draft202012Validator(schema)
-    assert validator.is_valid({"version": "1.0", "requirements": [good]})
-    assert not validator.is_valid({"version": "1.0", "requirements": [{**good, **broken}]})
+    assert validator.is_valid({"version": LIST_VERSION, "requirements": [good]})
+    assert validator.is_valid({"version": LIST_VERSION, "requirements": [
+        {**good, "replaced_by": ["PID-2"], "since": "1.0.1"}]})
+    assert not validator.is_valid({"version": LIST_VERSION,
+                                   "requirements": [{**good, **broken}]})
+
+
+def test_list_version_is_the_documents() -> None:
+    """The list and the text name the same revision (1.0.1 is wire-compatible with 1.0)."""
+    assert requirements_doc()["version"] == LIST_VERSION
+    assert f"revision {LIST_VERSION}" in protocol_text().split("\n## ", 1)[0]
 
 
 def test_ids_are_unique() -> None:
@@ -155,6 +193,58 @@ def test_retired_ids_are_not_tagged() -> None:
     retired = {r["id"] for r in requirements() if r.get("retired", False)}
     tagged = {i for i, _ in tagged_statements(protocol_text())}
     assert sorted(retired & tagged) == []
+
+
+def test_replaced_ids_are_not_tagged() -> None:
+    tagged = {i for i, _ in tagged_statements(protocol_text())}
+    assert sorted(set(replaced()) & tagged) == []
+
+
+def test_replacements_are_active_ids() -> None:
+    """A replaced id points only at listed ids that are themselves judged (no chains, no
+    retired targets, never itself), so a check can always be re-charged in one step."""
+    active = active_ids()
+    bad = {rid: [t for t in targets if t not in active or t == rid]
+           for rid, targets in replaced().items()}
+    assert {rid: ts for rid, ts in bad.items() if ts} == {}
+
+
+def test_a_replacement_keeps_the_family_side() -> None:
+    """A split never moves a client duty to the server or back (both may cover either)."""
+    side = {r["id"]: r["applies_to"] for r in requirements()}
+    odd = {rid: [t for t in targets if "both" not in (side[rid], side[t])
+                 and side[t] != side[rid]]
+           for rid, targets in replaced().items()}
+    assert {rid: ts for rid, ts in odd.items() if ts} == {}
+
+
+def test_new_ids_carry_since_and_old_ids_do_not() -> None:
+    wrong = {r["id"]: r.get("since") for r in requirements()
+             if is_new(r["id"]) != ("since" in r)}
+    assert wrong == {}
+    assert {r.get("since") for r in requirements() if "since" in r} == {LIST_VERSION}
+
+
+def test_changelog_names_every_new_and_replaced_id() -> None:
+    """The lead routes checks from the changelog's "New ids": it must be complete."""
+    text = CHANGELOG.read_text(encoding="utf-8")
+    assert "## New ids" in text
+    new_ids_part = text.split("## New ids", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"\b([A-Z]+-[0-9]+)\b", new_ids_part))
+    missing = sorted(r["id"] for r in requirements()
+                     if ("since" in r or "replaced_by" in r) and r["id"] not in listed)
+    assert missing == []
+
+
+def test_protocol_names_each_replaced_id_beside_its_replacements() -> None:
+    """A reader who meets an old id (in a report, an older check) finds where it went: appendix
+    B's table lists every replaced id with its level and exactly its replacements."""
+    text = protocol_text()
+    appendix = text.split("## Appendix B", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([A-Z]+-[0-9]+) \| ([A-Z ]+) \| ([^|]+) \|", appendix, re.MULTILINE)
+    table = {rid: (level, re.findall(r"[A-Z]+-[0-9]+", targets)) for rid, level, targets in rows}
+    levels = {r["id"]: r["level"] for r in requirements()}
+    assert table == {rid: (levels[rid], targets) for rid, targets in replaced().items()}
 
 
 def test_sections_exist_as_numbered_headings() -> None:

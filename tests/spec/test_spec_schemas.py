@@ -124,6 +124,11 @@ def test_package_near_misses_are_rejected(recipient: rsa.RSAPrivateKey) -> None:
         "nonce 16 bytes": {"nonce": b64(os.urandom(16))},
         "url-safe": {"ciphertext": "ab-_"},
         "unpadded": {"tag": b64(sealed_tag).rstrip("=")},
+        # PKG-10: the last character before "==" is one of A Q g w; its alphabet successor
+        # decodes to the same bytes with a non-zero unused bit, which no sender may emit
+        "non-canonical bits": {"tag": b64(sealed_tag)[:21]
+                               + {"A": "B", "Q": "R", "g": "h", "w": "x"}[b64(sealed_tag)[21]]
+                               + "=="},
     }
     for what, change in near_misses.items():
         bad = json.loads(json.dumps(good))
@@ -142,6 +147,19 @@ def test_chat_request_schema_keeps_config_out_of_the_payload() -> None:
     assert v.is_valid({**base, "seed": 1, "logprobs": True})  # extra OpenAI parameters pass
     for key in ("security_tier", "api_key", "base_url"):
         assert not v.is_valid({**base, key: "x"}), key
+    # 8.1: roles are not validated by the client; new ones pass through (any string)
+    assert v.is_valid({**base, "messages": [{"role": "robot", "content": "hi"}]})
+    assert not v.is_valid({**base, "messages": [{"role": None, "content": "hi"}]})
+
+
+def test_completion_finish_reason_is_a_string() -> None:
+    """RSP-4: finish_reason is a string; any string, never null."""
+    v = validator("chat-completion")
+    good = load(EXAMPLES / "chat-completion" / "good-minimal-metadata.json")
+    choice = good["choices"][0]
+    for value, ok in (("stop", True), ("abort", True), (None, False), (0, False)):
+        changed = {**good, "choices": [{**choice, "finish_reason": value}]}
+        assert v.is_valid(changed) is ok, value
 
 
 def test_completion_schema_requires_payload_binding() -> None:

@@ -6,6 +6,9 @@ the plaintext and (for responses) the payload-id binding. Every valid vector mus
 exactly its plaintext; every invalid vector must be refused at its declared stage. Each
 invalid vector that imitates a real bug must also open when that one bug is made (for
 example OAEP-SHA1 unwrapping for WrongOaepHash), so it tests that defect and nothing else.
+An "acceptable" vector (non-canonical base64 bits, PKG-10) must open with this lenient receiver
+and be refused, at its stage, by one that insists on canonical base64. A missing data file
+fails the run: nothing here is skipped.
 """
 
 from __future__ import annotations
@@ -32,16 +35,28 @@ VECTORS = ROOT / "spec" / "vectors"
 SCHEMAS = ROOT / "spec" / "schemas"
 MAX_PLAINTEXT = 10 * 1024 * 1024
 
-DOC: dict[str, Any] = json.loads((VECTORS / "packages.json").read_text(encoding="utf-8"))
-KEYS: dict[str, Any] = json.loads((VECTORS / "keys.json").read_text(encoding="utf-8"))
+DATA_FILES = ("packages.json", "keys.json", "vectors.schema.json", "key-forms.json",
+              "key-forms.schema.json", "README.md", "generate.py")
+
+
+def read_json(name: str) -> dict[str, Any]:
+    """A data file, or an empty document when it is missing: test_data_files_are_present then
+    fails with the file's name (the parametrised tests below simply have nothing to run)."""
+    path = VECTORS / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+DOC: dict[str, Any] = read_json("packages.json")
+KEYS: dict[str, Any] = read_json("keys.json") or {"keys": {}}
+KEY_FORMS: dict[str, Any] = read_json("key-forms.json") or {"tests": []}
 PRIVATE: dict[str, rsa.RSAPrivateKey] = {
     kid: serialization.load_pem_private_key(k["privateKeyPem"].encode(), password=None)  # type: ignore[misc]
     for kid, k in KEYS["keys"].items()
 }
 CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
-    (group, test) for group in DOC["testGroups"] for test in group["tests"]
+    (group, test) for group in DOC.get("testGroups", []) for test in group["tests"]
 ]
-# What CONTRACTS.md says each failing stage must raise (canonical error kinds).
+# What spec/testee.md says each failing stage must raise (canonical error kinds).
 KIND_OF_STAGE = {
     "key": "value",
     "structure": "value",
@@ -51,6 +66,9 @@ KIND_OF_STAGE = {
     "binding": "security",
 }
 STRICT_B64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+# PKG-10: what a sender emits; a receiver MAY insist on it
+CANONICAL_B64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*"
+                           r"(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$")
 OAEP_SHA256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -61,6 +79,7 @@ def ids(case: tuple[dict[str, Any], dict[str, Any]]) -> str:
 
 VALID = [c for c in CASES if c[1]["result"] == "valid"]
 INVALID = [c for c in CASES if c[1]["result"] == "invalid"]
+ACCEPTABLE = [c for c in CASES if c[1]["result"] == "acceptable"]
 
 
 # ------------------------------------------------------------------ the reference receiver
@@ -103,18 +122,40 @@ def body_of(test: dict[str, Any]) -> Any:
     return package
 
 
-def strict_b64(text: str) -> bytes:
-    if not STRICT_B64.fullmatch(text):
+def strict_b64(text: str, canonical: bool = False) -> bytes:
+    if not (CANONICAL_B64 if canonical else STRICT_B64).fullmatch(text):
         raise Refused("crypto", "not standard padded base64")
     return base64.b64decode(text, validate=True)
 
 
-def check_structure(body: Any, direction: str) -> dict[str, Any]:
+class Duplicate(ValueError):
+    """A JSON object repeats a member name (CHK-18, SRV-20)."""
+
+
+def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    if len(names) != len(set(names)):
+        raise Duplicate("duplicate member name")
+    return dict(pairs)
+
+
+def first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A parser with the bug CHK-18 catches, keeping the first occurrence of a name."""
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        out.setdefault(name, value)
+    return out
+
+
+Pairs = Callable[[list[tuple[str, Any]]], dict[str, Any]]
+
+
+def check_structure(body: Any, direction: str, pairs: Pairs = unique_pairs) -> dict[str, Any]:
     if isinstance(body, str):
         try:
-            body = json.loads(body)
+            body = json.loads(body, object_pairs_hook=pairs)
         except ValueError as exc:
-            raise Refused("structure", "not JSON") from exc
+            raise Refused("structure", "not JSON, or a repeated member name") from exc
     if not isinstance(body, dict):
         raise Refused("structure", "not an object")
     # CHK-6: a client SHOULD accept a response without key_algorithm / payload_algorithm
@@ -141,17 +182,22 @@ def check_structure(body: Any, direction: str) -> dict[str, Any]:
     return body
 
 
-def open_package(group: dict[str, Any], test: dict[str, Any]) -> bytes:
-    """Open a vector exactly as a conforming receiver must; raise Refused(stage) if it must not."""
+def open_package(group: dict[str, Any], test: dict[str, Any], *, canonical: bool = False,
+                 pairs: Pairs = unique_pairs) -> bytes:
+    """Open a vector exactly as a conforming receiver must; raise Refused(stage) if it must not.
+
+    canonical: also refuse non-zero unused base64 bits (PKG-10's MAY). pairs: how JSON objects
+    are built (unique_pairs refuses repeated names; dict or first_wins imitate the two bugs).
+    """
     key = PRIVATE[group["keyId"]]
     if key.key_size < 2048:
         raise Refused("key", "key under 2048 bits")
-    package = check_structure(body_of(test), group["direction"])
+    package = check_structure(body_of(test), group["direction"], pairs)
     inner = package["encrypted_payload"]
-    ciphertext = strict_b64(inner["ciphertext"])
-    nonce = strict_b64(inner["nonce"])
-    tag = strict_b64(inner["tag"])
-    wrapped = strict_b64(package["encrypted_aes_key"])
+    ciphertext = strict_b64(inner["ciphertext"], canonical)
+    nonce = strict_b64(inner["nonce"], canonical)
+    tag = strict_b64(inner["tag"], canonical)
+    wrapped = strict_b64(package["encrypted_aes_key"], canonical)
     if len(nonce) != 12 or len(tag) != 16:
         raise Refused("crypto", "nonce or tag length")
     try:
@@ -168,9 +214,10 @@ def open_package(group: dict[str, Any], test: dict[str, Any]) -> bytes:
     if len(plaintext) > MAX_PLAINTEXT:
         raise Refused("size", "plaintext over 10 MiB")
     try:
-        obj = json.loads(plaintext.decode("utf-8"))  # str: a BOM is an error, as it must be
+        # str, not bytes: a BOM is an error, as it must be; repeated names too (CHK-18)
+        obj = json.loads(plaintext.decode("utf-8"), object_pairs_hook=pairs)
     except ValueError as exc:
-        raise Refused("plaintext", "not UTF-8 JSON") from exc
+        raise Refused("plaintext", "not UTF-8 JSON, or a repeated member name") from exc
     if not isinstance(obj, dict):
         raise Refused("plaintext", "not an object")
     if group["direction"] == "response":
@@ -181,6 +228,18 @@ def open_package(group: dict[str, Any], test: dict[str, Any]) -> bytes:
 
 
 # ------------------------------------------------------------------ the file itself
+
+
+@pytest.mark.parametrize("name", DATA_FILES)
+def test_data_files_are_present(name: str) -> None:
+    """A deleted or renamed data file fails the run (issue 10): it is never a skip."""
+    assert (VECTORS / name).is_file(), f"spec/vectors/{name} is missing"
+
+
+def test_the_file_holds_vectors() -> None:
+    assert len(CASES) >= 250
+    assert DOC["numberOfTests"] == len(CASES)
+    assert set(KEYS["keys"]) == {"rsa1024", "rsa2048", "rsa4096"}
 
 
 def test_file_matches_its_schema() -> None:
@@ -211,11 +270,12 @@ def test_every_flag_is_documented_and_every_note_used() -> None:
 def test_flags_name_existing_requirements() -> None:
     assert set(DOC["flagRequirements"]) == set(DOC["notes"])
     path = ROOT / "spec" / "requirements.json"
-    if not path.exists():
-        pytest.skip("spec/requirements.json not written yet")
-    known = {r["id"] for r in json.loads(path.read_text(encoding="utf-8"))["requirements"]}
+    assert path.is_file(), "spec/requirements.json is missing"
+    listed = json.loads(path.read_text(encoding="utf-8"))["requirements"]
+    # only ids that are judged: a replaced or retired id has no verdict to charge
+    active = {r["id"] for r in listed if not r.get("retired") and "replaced_by" not in r}
     named = {rid for ids in DOC["flagRequirements"].values() for rid in ids}
-    assert named <= known, sorted(named - known)
+    assert named <= active, sorted(named - active)
 
 
 def test_expected_kind_follows_the_contract() -> None:
@@ -223,7 +283,7 @@ def test_expected_kind_follows_the_contract() -> None:
         if test["result"] == "valid":
             assert test["expectedKind"] is None
             assert test["stage"] is None
-        else:
+        else:  # invalid, or acceptable: what a receiver that refuses it must raise
             assert test["expectedKind"] == KIND_OF_STAGE[test["stage"]], test["tcId"]
         if group["direction"] == "request":
             want = 200 if test["result"] == "valid" else 413 if test["stage"] == "size" else 400
@@ -252,6 +312,8 @@ def test_coverage_of_the_required_cases() -> None:
         "WrongAesKeySize", "PlaintextNotUtf8", "PlaintextNotObject", "PlaintextNotJson",
         "WrongVersion", "WrongAlgorithm", "WrongKeyAlgorithm", "WrongPayloadAlgorithm",
         "WrongRecipient", "SmallKey", "MaxSizePlaintext", "PlaintextTooLarge", "ProcessedAt",
+        "PlaintextUtf16", "Base64NonCanonicalBits", "DuplicateMemberPackage",
+        "DuplicateMemberPlaintext",
     }
     assert required <= flags, required - flags
     combos = {(g["keyId"], g["direction"]) for g, t in VALID}
@@ -261,6 +323,42 @@ def test_coverage_of_the_required_cases() -> None:
                if t["flags"] == ["MissingField"] and g["direction"] == "request"}
     assert len(missing) == 9
     assert any(t["flags"] == ["AlgorithmFieldsAbsent"] for _, t in VALID)
+    # PKG-10 for every base64 member that can carry unused bits, with 2 and with 4 of them
+    fields = {t["comment"].split()[0] for _, t in ACCEPTABLE}
+    assert fields == {"ciphertext", "tag", "encrypted_aes_key"}
+    assert {"2 unused bits" in t["comment"] for _, t in ACCEPTABLE} == {True, False}
+    assert {g["direction"] for g, _ in ACCEPTABLE} == {"request", "response"}
+
+
+def test_published_tcids_keep_their_cases() -> None:
+    """Generator 1.0.0 published tcIds 1-243; 1.1.0 only appends (README: never renumber)."""
+    by_id = {t["tcId"]: (g["keyId"], g["direction"], t["comment"]) for g, t in CASES}
+    assert by_id[1] == ("rsa2048", "request",
+                        "chat request as the official client serialises it")
+    assert by_id[72][2] == "plaintext contains a 0xff byte"
+    assert by_id[73][2].startswith("plaintext is the JSON object encoded in UTF-16-LE")
+    assert by_id[157][2].startswith("plaintext is the JSON object encoded in UTF-16-LE")
+    assert by_id[243][0] == "rsa1024"
+    assert min(t["tcId"] for _, t in CASES if "Base64NonCanonicalBits" in t["flags"]) > 243
+
+
+def test_utf8_flags_say_what_the_bytes_are() -> None:
+    """Issue 10: tcId 73 and 157 are valid UTF-8 (UTF-16 text of ASCII), invalid as JSON."""
+    seen = {"PlaintextNotUtf8": 0, "PlaintextUtf16": 0}
+    for _, test in INVALID:
+        flags = set(test["flags"]) & set(seen)
+        if not flags:
+            continue
+        data = bytes.fromhex(test["plaintextHex"])
+        try:
+            data.decode("utf-8")
+            utf8 = True
+        except UnicodeDecodeError:
+            utf8 = False
+        assert utf8 == ("PlaintextUtf16" in flags), test["tcId"]
+        for flag in flags:
+            seen[flag] += 1
+    assert all(seen.values()), seen
 
 
 def test_committed_files_stay_small() -> None:
@@ -291,6 +389,44 @@ def test_invalid_vector_is_refused_at_its_stage(
     with pytest.raises(Refused) as refused:
         open_package(group, test)
     assert refused.value.stage == test["stage"], str(refused.value)
+    with pytest.raises(Refused) as refused:  # a canonical-only receiver refuses it there too
+        open_package(group, test, canonical=True)
+    assert refused.value.stage == test["stage"], str(refused.value)
+
+
+@pytest.mark.parametrize("case", ACCEPTABLE, ids=ids)
+def test_acceptable_vector_allows_both_outcomes(
+    case: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """PKG-10: a receiver MAY refuse non-zero unused bits. Both receivers conform: the lenient
+    one opens the package to its plaintext, the canonical one refuses it at the stated stage."""
+    group, test = case
+    assert open_package(group, test) == expected_plaintext(test)
+    with pytest.raises(Refused) as refused:
+        open_package(group, test, canonical=True)
+    assert refused.value.stage == test["stage"]
+    # no sender may produce it: the package schema (what a sender emits) refuses it
+    schema = json.loads((SCHEMAS / "package.schema.json").read_text(encoding="utf-8"))
+    assert not Draft202012Validator(schema).is_valid(body_of(test))
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in INVALID if {"DuplicateMemberPackage", "DuplicateMemberPlaintext"}
+             & set(c[1]["flags"])], ids=ids)
+def test_duplicate_member_vector_fools_a_lax_parser(
+    case: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """Each repeated-name vector is opened whole by a last-wins (Python's dict) or a first-wins
+    parser: it tests the duplicate rule (CHK-18) and nothing else."""
+    group, test = case
+    opened = 0
+    for pairs in (dict, first_wins):
+        try:
+            open_package(group, test, pairs=pairs)
+        except Refused:
+            continue
+        opened += 1
+    assert opened >= 1
 
 
 def test_valid_plaintexts_match_the_payload_schemas() -> None:
@@ -401,6 +537,72 @@ def test_bom_and_utf16_plaintexts_fool_json_loads_on_bytes() -> None:
     assert fooled >= 2
 
 
+# ------------------------------------------------------------------ key forms (5.2, 9.2)
+
+PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(?:[A-Za-z0-9+/=]+\r?\n)+"
+                       r"-----END \1-----")
+
+
+def judge_key_text(text: str) -> str:
+    """The fingerprint of the key a server key answer holds, or Refused: exactly one PEM block
+    labelled PUBLIC KEY with only whitespace around it (DISC-14, SRV-24), an RSA key of 2048 to
+    16384 bits with exponent 65537 (DISC-3, DISC-24, SRV-7, SRV-25). CRLF and a missing final
+    newline are fine (KEY-3)."""
+    stripped = text.strip()
+    block = PEM_BLOCK.fullmatch(stripped)
+    if block is None or block.group(1) != "PUBLIC KEY":
+        raise Refused("key", "not exactly one PUBLIC KEY block")
+    try:
+        key = serialization.load_pem_public_key(stripped.encode("ascii"))
+    except ValueError as exc:
+        raise Refused("key", "not a parseable SubjectPublicKeyInfo") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise Refused("key", "not RSA")
+    if not 2048 <= key.key_size <= 16384 or key.public_numbers().e != 65537:
+        raise Refused("key", "size or exponent")
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def test_key_forms_match_their_schema_and_name_requirements() -> None:
+    schema = json.loads((VECTORS / "key-forms.schema.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    Draft202012Validator(schema).validate(KEY_FORMS)
+    listed = json.loads((ROOT / "spec" / "requirements.json").read_text(encoding="utf-8"))
+    active = {r["id"] for r in listed["requirements"] if "replaced_by" not in r}
+    assert set(KEY_FORMS["requirements"]) <= active
+    assert [t["id"] for t in KEY_FORMS["tests"]] == list(range(1, len(KEY_FORMS["tests"]) + 1))
+    comments = " ".join(t["comment"] for t in KEY_FORMS["tests"] if t["result"] == "invalid")
+    for what in ("PKCS#1", "certificate", "two SPKI blocks", "text before", "exponent 3",
+                 "16392-bit", "Ed25519", "rsa1024"):
+        assert what in comments, what
+
+
+@pytest.mark.parametrize("form", KEY_FORMS["tests"], ids=lambda t: f"form{t['id']}")
+def test_key_form_verdict(form: dict[str, Any]) -> None:
+    if form["result"] == "valid":
+        assert judge_key_text(form["text"]) == form["spkiSha256"]
+    else:
+        with pytest.raises(Refused):
+            judge_key_text(form["text"])
+
+
+def test_key_forms_catch_a_lax_pem_loader() -> None:
+    """Why the strict form rule exists: a plain PEM loader (Python cryptography) accepts the
+    PKCS#1 block and text or a second block around the key, which DISC-14 refuses."""
+    lax = 0
+    for form in KEY_FORMS["tests"]:
+        if form["result"] != "invalid":
+            continue
+        try:
+            serialization.load_pem_public_key(form["text"].encode("ascii"))
+        except ValueError:
+            continue
+        lax += 1
+    assert lax >= 4
+
+
 # ------------------------------------------------------------------ regeneration
 
 
@@ -427,6 +629,8 @@ def test_generator_is_deterministic_apart_from_rsa(tmp_path: pathlib.Path) -> No
     assert not (tmp_path / "keys.json").exists()  # the committed keys were reused
     fresh = json.loads((tmp_path / "packages.json").read_text(encoding="utf-8"))
     assert masked(fresh) == masked(DOC)
+    # key forms use no randomness at all
+    assert (tmp_path / "key-forms.json").read_bytes() == committed["key-forms.json"]
     keys_fresh = [t["package"]["encrypted_aes_key"] for g in fresh["testGroups"]
                   for t in g["tests"] if "package" in t and t["flags"] == ["Normal"]]
     keys_old = [t["package"]["encrypted_aes_key"] for g, t in CASES
