@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -43,7 +44,7 @@ class SecureChatCompletion:
         max_retries: int = 2,
         timeout: float = 60.0,
         ca_bundle: str | os.PathLike[str] | None = None,
-        server_key_sha256: str | None = None,
+        server_key_sha256: str | Sequence[str] | None = None,
         retry_backoff: float = 1.0,
         retry_after_cap: float = 60.0,
     ) -> None:

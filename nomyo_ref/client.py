@@ -19,7 +19,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -129,15 +129,14 @@ class SecureCompletionClient:
         max_retries: int = 2,
         timeout: float = 60.0,
         ca_bundle: str | os.PathLike[str] | None = None,
-        server_key_sha256: str | None = None,
+        server_key_sha256: str | Sequence[str] | None = None,
         retry_backoff: float = 1.0,
         retry_after_cap: float = 60.0,
     ) -> None:
         self._policy = RetryPolicy(max_retries, retry_backoff, retry_after_cap)
         self.timeout = _check_timeout(timeout)
         self._verify = _tls_context(ca_bundle)
-        self._pin = (keys.normalise_fingerprint(server_key_sha256)
-                     if server_key_sha256 is not None else None)
+        self._pin = keys.normalise_pins(server_key_sha256)
         self.allow_http = bool(allow_http)
         self.router_url = normalise_base_url(router_url, allow_http=self.allow_http)
         self.secure_memory = bool(secure_memory)
@@ -168,9 +167,11 @@ class SecureCompletionClient:
         return self._policy.max_retries
 
     @property
-    def server_key_sha256(self) -> str | None:
-        """The pinned server key fingerprint (normalised), or None."""
-        return self._pin
+    def server_key_sha256(self) -> str | tuple[str, ...] | None:
+        """The pinned fingerprint (normalised), the pin set when several, or None."""
+        if self._pin is None:
+            return None
+        return self._pin[0] if len(self._pin) == 1 else self._pin
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -69,6 +69,20 @@ def normalise_fingerprint(text: str) -> str:
     return value
 
 
+def normalise_pins(value: object) -> tuple[str, ...] | None:
+    """None, one fingerprint, or a non-empty sequence of them (a pin set, DISC-25: the
+    current key and the next one an operator announced before a rotation)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (normalise_fingerprint(value),)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if not value:
+            raise ValueError("server_key_sha256 is an empty set of fingerprints")
+        return tuple(dict.fromkeys(normalise_fingerprint(v) for v in value))
+    raise ValueError("server_key_sha256 must be a fingerprint or a sequence of fingerprints")
+
+
 def check_public_key(key: object, what: str) -> rsa.RSAPublicKey:
     """Require an RSA public key of at least 2048 bits; ValueError naming ``what`` otherwise."""
     if not isinstance(key, rsa.RSAPublicKey):

@@ -305,7 +305,7 @@ MAX_SERVER_KEY_BITS = 16384
 
 
 def parse_server_key(
-    status: int, body: bytes, pinned_sha256: str | None = None
+    status: int, body: bytes, pinned_sha256: str | tuple[str, ...] | None = None
 ) -> tuple[rsa.RSAPublicKey, str]:
     """The checked server key and its PEM text from a key-endpoint answer.
 
@@ -344,7 +344,8 @@ def parse_server_key(
         raise SecurityError(problem or "server public key is unusable")
     if pinned_sha256 is not None:
         actual = keys.fingerprint(key)
-        if actual != pinned_sha256:
+        pins = (pinned_sha256,) if isinstance(pinned_sha256, str) else pinned_sha256
+        if actual not in pins:
             raise SecurityError(
                 f"server public key does not match the pinned fingerprint (got {actual})"
             )

@@ -757,3 +757,27 @@ def test_without_an_api_key_nothing_is_redacted() -> None:
     body = json.dumps({"detail": "[redacted] sk-x"}).encode()
     err = protocol.error_for_status(400, body, None)
     assert err.error_details["detail"] == "[redacted] sk-x"
+
+
+# --- DISC-25: a pin set lets an operator announce the next key before a rotation -----------
+
+
+def test_pin_set_passes_a_key_matching_any_pin(server_key: rsa.RSAPrivateKey) -> None:
+    from nomyo_ref import keys
+
+    pem = wire.spki_pem(server_key).encode()
+    actual = keys.fingerprint(server_key.public_key())
+    other = "ab" * 32
+    pins = keys.normalise_pins([other, actual.upper()])
+    assert pins == (other, actual)
+    protocol.parse_server_key(200, pem, pins)
+    with pytest.raises(SecurityError, match="pinned fingerprint"):
+        protocol.parse_server_key(200, pem, (other, "cd" * 32))
+
+
+@pytest.mark.parametrize("bad", [[], ["xyz"], 42, [None]])
+def test_malformed_pin_sets_are_value_errors(bad: object) -> None:
+    from nomyo_ref import keys
+
+    with pytest.raises(ValueError, match="server_key_sha256"):
+        keys.normalise_pins(bad)
