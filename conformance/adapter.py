@@ -22,17 +22,27 @@ The interface in a page::
         load_keys(private_key_path, public_key_path=None, password=None) -> Outcome
         encrypt_payload(config, payload, *, client=None) -> Outcome  # low_level
         decrypt_response(body, payload_id, *, client) -> Outcome     # low_level
+        describe_client(handle) -> Outcome     # result [str, ...]: the port's printed forms
+        operation_timeout(seconds)             # context: wait longer (or shorter) per operation
+        generation: int                        # changes when earlier client handles go stale
+        workdir: str | None                    # the testee's working directory (cmd: only)
         close() -> None
 
 Construction errors (SecurityError for an http URL, ValueError for a bad URL) come back from
 `open_client` (or from `create` without a client) as an Outcome error, like any other.
+
+`generation` lets a holder of client handles (the checks' client pool) notice that they went
+stale: a subprocess testee that was killed and restarted has lost every client it made, so
+its adapter bumps `generation` and the pool opens fresh clients instead of reusing dead ones.
+In-process adapters never restart: their generation stays 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -78,6 +88,11 @@ LOW_LEVEL = "low_level"
 LOG_CAPTURE = "log_capture"
 WARNINGS = "warnings"
 RETRY_AFTER_CAP = "retry_after_cap"
+KEY_DIR = "key_dir"
+SECURE_MEMORY = "secure_memory"
+KEY_PASSWORD = "key_password"
+CALL_OVERRIDES = "call_overrides"
+CLIENT_DESCRIBE = "client_describe"
 
 CAPABILITIES: dict[str, str] = {
     CREATE: "one chat completion through create() (the baseline every adapter has)",
@@ -96,7 +111,15 @@ CAPABILITIES: dict[str, str] = {
     LOG_CAPTURE: "in-process: the suite can capture the port's logging records",
     WARNINGS: "the port reports warnings (e.g. the allow_http one) in Outcome.warnings",
     RETRY_AFTER_CAP: "ClientConfig.retry_after_cap sets the port's Retry-After cap (seconds)",
+    KEY_DIR: "ClientConfig.key_dir: the client loads its key pair from / saves it to a directory",
+    SECURE_MEMORY: "ClientConfig.secure_memory switches the port's best-effort secure memory",
+    KEY_PASSWORD: "generate_keys() / load_keys() take a password (encrypted PKCS#8 on disk)",
+    CALL_OVERRIDES: "create() takes per-call api_key and base_url overriding the client's",
+    CLIENT_DESCRIBE: "describe_client() gives the port's printed forms of a client (LOG-4)",
 }
+
+#: Capabilities that only an in-process Python adapter can have (meaningless over a pipe).
+IN_PROCESS_ONLY: frozenset[str] = frozenset({PYTHON_API, LOG_CAPTURE})
 
 
 @dataclass(frozen=True)
@@ -197,6 +220,18 @@ class Adapter:
     capabilities: frozenset[str] = frozenset({CREATE})
     module: ModuleType | None = None
     loggers: tuple[str, ...] = ()
+    workdir: str | None = None  # cmd: the testee's own working directory (fresh, temporary)
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever client handles given out earlier stop being valid."""
+        return 0
+
+    @contextlib.contextmanager
+    def operation_timeout(self, seconds: float) -> Iterator[None]:
+        """Within the block, wait up to `seconds` for each operation (a check expecting a
+        stall asks for more than the default). In-process adapters keep their own bound."""
+        yield
 
     def open_client(self, config: ClientConfig) -> Outcome:
         """Build a client; result {"client": handle}. Construction errors are Outcomes."""
@@ -244,6 +279,17 @@ class Adapter:
         """low_level: decrypt a response package for `client`; result the response dict."""
         return Outcome.unsupported("decrypt_response")
 
+    def describe_client(self, handle: Any) -> Outcome:
+        """The port's printed forms of a client object (repr/str, toString, Debug, inspect):
+        result a list of strings, which LOG-4 searches for secrets.
+
+        In-process Python adapters hand out the port's own client object as the handle, so
+        repr() and str() of it are those forms; other adapters answer `unsupported`.
+        """
+        if PYTHON_API in self.capabilities and handle is not None:
+            return Outcome.success([repr(handle), str(handle)])
+        return Outcome.unsupported("client.describe")
+
     def describe(self) -> dict[str, Any]:
         """Identity for reports."""
         return {
@@ -257,8 +303,25 @@ class Adapter:
         """Release everything (event loops, subprocesses)."""
 
 
+@contextlib.contextmanager
+def operation_timeout(adapter: Any, seconds: float) -> Iterator[None]:
+    """`adapter.operation_timeout(seconds)` for any adapter, duck-typed ones included."""
+    method = getattr(adapter, "operation_timeout", None)
+    if method is None:
+        yield
+        return
+    with method(seconds):
+        yield
+
+
+def generation_of(adapter: Any) -> int:
+    """`adapter.generation`, 0 for duck-typed adapters that never restart."""
+    return int(getattr(adapter, "generation", 0))
+
+
 __all__ = [
     "CAPABILITIES",
+    "IN_PROCESS_ONLY",
     "KINDS",
     "Adapter",
     "AdapterError",
@@ -266,4 +329,6 @@ __all__ = [
     "ErrorInfo",
     "Kind",
     "Outcome",
+    "generation_of",
+    "operation_timeout",
 ]

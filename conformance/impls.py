@@ -63,7 +63,7 @@ def expected_failures_home(name: str) -> Path | None:
     return None
 
 
-def resolve(text: str, testee_timeout: float = 60.0) -> ImplSpec:
+def resolve(text: str, testee_timeout: float = 20.0) -> ImplSpec:
     """Turn an --impl value into an ImplSpec, or raise ImplError with a clear message."""
     value = text.strip()
     if not value:

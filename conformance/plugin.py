@@ -41,11 +41,12 @@ from conformance.impls import ImplError, resolve
 from conformance.outcomes import ResultCollector, record_phase
 from conformance.report import finish_run, terminal_summary
 from conformance.requirements import Requirements
+from conformance.server import mode as server_mode
 from conformance.state import get_state
 from conformance.verdicts import NOT_APPLICABLE, stable_id
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     group = parser.getgroup("conformance", "NOMYO protocol conformance suite")
     group.addoption(
         "--impl",
@@ -105,10 +106,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--testee-timeout",
         type=float,
-        default=60.0,
+        default=20.0,
         metavar="SECONDS",
-        help="cmd: testees that do not answer within this time are killed (ERRORED)",
+        help="cmd: testees that do not answer an operation within this time are killed "
+        "(ERRORED); default 20",
     )
+    group.addoption(
+        "--testee-selftest",
+        action="store_true",
+        default=False,
+        help="cmd: check in seconds that the testee speaks spec/testee.md, then stop",
+    )
+    server_mode.add_options(group)  # --server=URL and its options
+    from conformance.adapters import selftest  # its pytest_cmdline_main runs the selftest
+
+    if not pluginmanager.has_plugin("conformance-selftest"):
+        pluginmanager.register(selftest, "conformance-selftest")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -132,6 +145,9 @@ def pytest_configure(config: pytest.Config) -> None:
         # listing needs no workers
         config.option.dist = "no"
         config.option.numprocesses = None
+    if server_mode.configure(config, state):  # --server=URL: judge a router
+        _load_expected_failures(config)
+        return
     impl_text = config.getoption("impl")
     if impl_text is None:
         return
@@ -263,6 +279,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             continue
         needs = _marker_args(item, "requires")
         extra = f"  requires: {','.join(needs)}" if needs else ""
+        extra += f"  set: {server_mode.check_set(item)}"
         writer.line(f"{stable_id(item.nodeid)}  {','.join(ids)}{extra}")
 
 

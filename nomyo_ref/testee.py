@@ -5,6 +5,10 @@
 Reads one JSON request per line on stdin, writes one JSON answer per line on stdout; logs go
 to stderr only. Built on nomyo_ref's public API alone, exactly as a port in another
 language would wrap its own client, so the suite's subprocess path is exercised on every run.
+
+It parses requests as strictly as a JavaScript, Go or Rust testee would (a NaN literal is
+refused), so a suite that wrote anything but RFC 8259 JSON would fail its own reference run;
+non-finite numbers arrive tagged (`{"$float": "NaN"}`) and are decoded here.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import os
 import sys
 import warnings
@@ -38,8 +43,10 @@ PROTOCOL = "nomyo-testee/1"
 CAPABILITIES = [
     "create", "api_key", "security_tier", "allow_http", "ca_cert", "pinning", "max_retries",
     "retry_backoff", "timeout", "client_reuse", "key_files", "low_level", "warnings",
-    "retry_after_cap",
+    "retry_after_cap", "key_dir", "secure_memory", "key_password", "call_overrides",
+    "client_describe",
 ]  # fmt: skip
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 KINDS: list[tuple[type[BaseException], str]] = [  # most specific first
     (AuthenticationError, "authentication"),
     (InvalidRequestError, "invalid_request"),
@@ -66,6 +73,44 @@ log = logging.getLogger("nomyo_ref.testee")
 
 class Unsupported(Exception):
     """An operation this testee does not implement."""
+
+
+class ProtocolError(Exception):
+    """A request line that breaks the testee protocol (answered as kind internal)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ProtocolError(f'{name} is not RFC 8259 JSON; the suite sends {{"$float": ...}}')
+
+
+def decode(value: Any) -> Any:
+    """Undo the suite's tags: {"$float": "NaN"} is the number, {"$object": {...}} the object."""
+    if isinstance(value, list):
+        return [decode(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((key, item),) = value.items()
+        if key == "$float" and item in NON_FINITE:
+            return NON_FINITE[item]
+        if key == "$object" and isinstance(item, dict):
+            return {k: decode(v) for k, v in item.items()}
+    return {k: decode(v) for k, v in value.items()}
+
+
+def encode(value: Any) -> Any:
+    """Tag non-finite numbers in an answer, so it stays RFC 8259 JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        name = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return {"$float": name}
+    if isinstance(value, dict):
+        out = {str(k): encode(v) for k, v in value.items()}
+        if len(out) == 1 and next(iter(out)) in ("$float", "$object"):
+            return {"$object": out}
+        return out
+    if isinstance(value, (list, tuple)):
+        return [encode(item) for item in value]
+    return value
 
 
 class Testee:
@@ -117,6 +162,14 @@ class Testee:
             await obj.aclose()
         return {}
 
+    async def op_client_describe(self, req: dict[str, Any]) -> Any:
+        chat = self._get(req["client"])
+        forms = [repr(chat), str(chat)]
+        inner = getattr(chat, "client", None)  # the SecureCompletionClient it drives
+        if inner is not None:
+            forms += [repr(inner), str(inner)]
+        return forms
+
     async def op_create(self, req: dict[str, Any]) -> Any:
         kwargs = req.get("kwargs") or {}
         if req.get("client") is not None:
@@ -139,9 +192,7 @@ class Testee:
 
     async def op_keys_load(self, req: dict[str, Any]) -> Any:
         client = SecureCompletionClient()
-        client.load_keys(
-            req["private_key_path"], req.get("public_key_path"), req.get("password")
-        )
+        client.load_keys(req["private_key_path"], req.get("public_key_path"), req.get("password"))
         await client.aclose()
         return {"public_key_pem": client.public_key_pem}
 
@@ -202,10 +253,14 @@ def error_of(exc: BaseException) -> dict[str, Any]:
 async def answer(testee: Testee, line: bytes) -> tuple[dict[str, Any], str | None]:
     """The reply to one request line, and the request's op."""
     try:
-        req = json.loads(line)
+        try:
+            req = json.loads(line, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            raise ProtocolError(f"a request line is not JSON: {exc}") from None
         if not isinstance(req, dict):
-            raise ValueError("a request must be a JSON object")
-    except ValueError as exc:
+            raise ProtocolError("a request must be a JSON object")
+        req = decode(req)
+    except ProtocolError as exc:
         return {"id": None, "ok": False, "error": error_of(exc), "warnings": []}, None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -229,7 +284,8 @@ async def serve(stdin: Any, stdout: Any) -> None:
         if not line.strip():
             continue
         reply, op = await answer(testee, line)
-        stdout.write(json.dumps(reply, default=repr).encode("utf-8") + b"\n")
+        text = json.dumps(encode(reply), default=repr, allow_nan=False, ensure_ascii=False)
+        stdout.write(text.encode("utf-8") + b"\n")
         stdout.flush()
         if op == "shutdown":
             break

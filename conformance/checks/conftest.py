@@ -7,17 +7,70 @@ from typing import Any
 
 import pytest
 
-from conformance.adapter import Adapter, ClientConfig, Outcome
+from conformance.adapter import Adapter, ClientConfig, Outcome, generation_of
 from conformance.fixtures import DEFAULT_MESSAGES, DEFAULT_MODEL
+from conformance.state import get_state
+
+
+class ClientPool:
+    """Open clients by config, shared by the checks that use `ccall`.
+
+    A handle is only as good as the process that made it: a subprocess testee that was
+    killed (a hang, a crash) and restarted has lost its clients, and its adapter says so by
+    changing `generation`. The pool then opens a fresh client for the next check instead of
+    reusing a dead handle, so one hang costs one check, not every later one.
+    """
+
+    def __init__(self, impl: Adapter) -> None:
+        self.impl = impl
+        self._handles: dict[ClientConfig, tuple[int, Any]] = {}
+
+    def client(self, config: ClientConfig) -> Outcome:
+        """{"client": handle} for `config`: the pooled one while still valid, else a new one."""
+        current = generation_of(self.impl)
+        kept = self._handles.get(config)
+        if kept is not None and kept[0] == current:
+            return Outcome.success({"client": kept[1]})
+        self._handles.pop(config, None)  # stale: its process is gone, nothing to close
+        opened = self.impl.open_client(config)
+        if opened.ok:
+            self._handles[config] = (generation_of(self.impl), opened.result["client"])
+        return opened
+
+    def close(self) -> None:
+        current = generation_of(self.impl)
+        for generation, handle in self._handles.values():
+            if generation == current:
+                self.impl.close_client(handle)
+        self._handles.clear()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tell a subprocess adapter that a new check starts (before any fixture of it runs, a
+    module-scoped one included): a testee killed during the previous check restarts now,
+    while within one check a kill is not retried (a hang costs one timeout, not one per
+    hypothesis example)."""
+    if item.get_closest_marker("req") is None:
+        return
+    state = get_state(item.config)
+    if state.impl_spec is None:
+        return
+    try:
+        adapter = state.adapter()
+    except Exception:  # the check itself reports an adapter that cannot start
+        return
+    begin = getattr(adapter, "begin_check", None)
+    if callable(begin):
+        begin()
 
 
 @pytest.fixture(scope="session")
-def _client_pool(impl: Adapter) -> Iterator[dict[ClientConfig, Any]]:
-    """Open clients by config, shared by the checks that use `ccall` (closed at the end)."""
-    handles: dict[ClientConfig, Any] = {}
-    yield handles
-    for handle in handles.values():
-        impl.close_client(handle)
+def _client_pool(impl: Adapter) -> Iterator[ClientPool]:
+    """The session's ClientPool (its clients are closed at the end)."""
+    pool = ClientPool(impl)
+    yield pool
+    pool.close()
 
 
 @pytest.fixture
@@ -25,7 +78,7 @@ def ccall(
     impl: Adapter,
     make_config: Callable[..., ClientConfig],
     call: Callable[..., Outcome],
-    _client_pool: dict[ClientConfig, Any],
+    _client_pool: ClientPool,
 ) -> Callable[..., Outcome]:
     """Like `call`, but through one pooled client per distinct config (shared by every check
     and hypothesis example using the same config), when the port allows client reuse.
@@ -35,7 +88,6 @@ def ccall(
     that need a fresh client (key fetch, pinning, caching, rotation) use `call`. A check that
     rotates the router's key restores it, so a pooled client's cached key stays right.
     """
-    handles = _client_pool
 
     def do(
         model: str = DEFAULT_MODEL,
@@ -48,12 +100,10 @@ def ccall(
             return call(model=model, messages=messages, config=chosen, **kwargs)
         if messages is None:
             messages = [dict(m) for m in DEFAULT_MESSAGES]
-        if chosen not in handles:
-            opened = impl.open_client(chosen)
-            if not opened.ok:
-                return opened
-            handles[chosen] = opened.result["client"]
-        return impl.create(chosen, model, messages, kwargs, client=handles[chosen])
+        opened = _client_pool.client(chosen)
+        if not opened.ok:
+            return opened
+        return impl.create(chosen, model, messages, kwargs, client=opened.result["client"])
 
     return do
 
