@@ -1,0 +1,1 @@
+"""The server checks: `pytest conformance --server=URL` runs these and only these."""
