@@ -246,8 +246,8 @@ def pytest_collection_modifyitems(
     state.collected.update(seen)
     if state.impl_spec is None and not config.getoption("list_checks"):
         raise pytest.UsageError(
-            "conformance checks need --impl: --impl=nomyo_ref, --impl=nomyo, "
-            '--impl=module:object or --impl="cmd:COMMAND"'
+            "conformance checks need --impl (a client: --impl=nomyo_ref, --impl=nomyo, "
+            '--impl=module:object or --impl="cmd:COMMAND") or --server=URL (a router)'
         )
     if state.req_patterns:
         wanted = state.requirements.matching(state.req_patterns)

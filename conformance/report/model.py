@@ -148,13 +148,15 @@ def build(
     for result in results:
         for rid in result.requirements:
             by_req.setdefault(rid, []).append(result)
+    # A client run lists client and shared requirements, a server run server and shared
+    # ones; a requirement of the other side appears only when a check names it.
+    other_side = "client" if (impl_info or {}).get("role") == "server" else "server"
     entries = [
         requirement_entry(req, by_req.get(req.id, []))
         for req in requirements
         if req.judged
         and (wanted is None or req.id in wanted)
-        # the suite judges clients: a server-only requirement appears only if checked
-        and (req.applies_to != "server" or req.id in by_req)
+        and (req.applies_to != other_side or req.id in by_req)
     ]
     entries.sort(key=sort_key)
     summary: dict[str, int] = dict.fromkeys(ORDER, 0)
