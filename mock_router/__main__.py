@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failure-status", type=_status, default=503, metavar="CODE",
                    help="status of injected failures (503)")
     p.add_argument("--seed", type=int, default=None, help="seed of the failure draw")
+    p.add_argument("--replay-window", type=_non_negative, default=600.0, metavar="SECONDS",
+                   help="how long a decrypted package is remembered: sent again, it gets 409 "
+                        "'replayed request' (600; 0 = no replay cache)")
     p.add_argument("--admin", action="store_true",
                    help="enable /_mock/* (scenarios, seen requests WITH PLAINTEXT, reset, "
                         "rotate-key)")
@@ -124,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "key_size": args.key_size, "api_keys": args.api_key, "tier_policy": policy,
         "admin": args.admin, "latency": args.latency, "failure_rate": args.failure_rate,
         "failure_status": args.failure_status, "seed": args.seed,
+        "replay_window": args.replay_window,
     }
     try:
         if args.key_file is not None:

@@ -9,16 +9,24 @@ The Authorization header is always shown as ``<redacted>``.
   ``{"kind": ..., "times": 1, "path": "/v1/chat/secure_completion", ...}`` with, per kind:
   status ``code``, ``body``, ``content_type``, ``headers``; payload_id ``value``; tamper
   ``field``; package ``overrides`` (object); plaintext ``raw`` (text, sent as UTF-8);
-  completion ``obj``; delay ``seconds``; no_metadata, wrong_recipient, drop: nothing.
-  Answers ``{"queued": N, "pending": [...]}``; 400 with a detail for a bad description.
+  completion ``obj``; delay ``seconds``; key_wrap ``padding``; content_type ``value``;
+  metadata ``overrides`` (object); duplicate ``member``, ``value``, ``where``; large ``size``,
+  ``where``; nested ``depth``, ``where``; no_metadata, wrong_recipient, drop, scripted:
+  nothing. Answer-shaping kinds also take ``"always": true`` (answer whatever the request
+  holds, see scenarios.py). Answers ``{"queued": N, "pending": [...]}``; 400 with a detail
+  for a bad description.
 - ``GET /_mock/scenarios``: ``{"pending": [{..., "remaining": N}]}``.
-- ``GET /_mock/seen?limit=N``: ``{"seen": [...], "dropped": M}`` (the last N, default all).
-- ``POST /_mock/reset``: clear scenarios and the record.
-- ``POST /_mock/rotate-key``: new server key; answers ``{"fingerprint": ...}``.
+- ``GET /_mock/seen?limit=N&evidence=1``: ``{"seen": [...], "dropped": M}`` (the last N,
+  default all); each entry has ``refusal_code``, ``notes``, ``client_key_bits``, ``valid``,
+  and with ``evidence=1`` also ``tolerant_variant``, ``fault`` and ``faults``.
+- ``POST /_mock/reset``: clear scenarios, the record and the replay cache.
+- ``POST /_mock/rotate-key``: new server key; answers ``{"fingerprint": ...}``. An optional
+  body ``{"grace": SECONDS}`` keeps the old key decrypting that long (SRV-36).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING
 
@@ -78,14 +86,32 @@ def admin_routes(router: MockRouter) -> list[Route]:
                 return JSONResponse({"detail": "limit must be a non-negative integer"},
                                     status_code=400)
             items = items[len(items) - int(limit):] if int(limit) else []
-        return _dump({"seen": [s.to_json() for s in items], "dropped": router.record.dropped})
+        evidence = request.query_params.get("evidence", "") not in ("", "0", "false")
+
+        def render() -> list[dict[str, object]]:
+            return [s.to_json(evidence=evidence) for s in items]
+
+        rendered = await anyio.to_thread.run_sync(render) if evidence else render()
+        return _dump({"seen": rendered, "dropped": router.record.dropped})
 
     async def reset(request: Request) -> JSONResponse:
         router.reset()
         return JSONResponse({"reset": True})
 
     async def rotate(request: Request) -> JSONResponse:
-        fp = await anyio.to_thread.run_sync(router.rotate_key)
+        body = await request.body()
+        grace: object = 0.0
+        if body.strip():
+            try:
+                data = json.loads(body.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                return JSONResponse({"detail": "body is not UTF-8 JSON"}, status_code=400)
+            grace = data.get("grace", 0.0) if isinstance(data, dict) else None
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+            return JSONResponse({"detail": "grace must be a number of seconds >= 0"},
+                                status_code=400)
+        fp = await anyio.to_thread.run_sync(
+            functools.partial(router.rotate_key, grace=float(grace)))
         return JSONResponse({"fingerprint": fp})
 
     return [

@@ -27,7 +27,7 @@ NONCE_SIZE = 12
 TAG_SIZE = 16
 AES_KEY_SIZE = 32
 MIN_CLIENT_KEY_BITS = 2048
-#: A client key larger than this is refused: a mock should not spend unbounded CPU on
+#: A client key larger than this is refused (SRV-25): no server spends unbounded CPU on
 #: whatever key size a caller invents.
 MAX_CLIENT_KEY_BITS = 16384
 
@@ -36,7 +36,22 @@ _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hash
 
 
 class DecryptionFailed(Exception):
-    """One opaque failure for every step of decryption (RSA, key length, GCM)."""
+    """One opaque failure for every step of decryption (RSA, key length, GCM).
+
+    ``step`` ("unwrap" or "gcm") is for the router's own log only, never for an answer.
+    """
+
+    def __init__(self, step: str = "gcm") -> None:
+        super().__init__(step)
+        self.step = step
+
+
+class ClientKeyRefused(ValueError):
+    """An X-Public-Key the router refuses; ``code`` is its refusal code (codes.py)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def generate_key(key_size: int = 4096) -> rsa.RSAPrivateKey:
@@ -91,21 +106,41 @@ def save_private_key_file(key: rsa.RSAPrivateKey, path: str | os.PathLike[str]) 
 def parse_client_public_key(pem: str) -> rsa.RSAPublicKey:
     """Parse a client's PEM once (the same client sends the same key every request).
 
-    Raises ValueError with a message fit for a 400 detail. Cached by PEM text; failures are
-    not cached (lru_cache does not cache exceptions).
+    Raises ClientKeyRefused (a ValueError) with a message fit for a 400 detail and its
+    refusal code. Cached by PEM text; failures are not cached (lru_cache does not cache
+    exceptions). Exactly one "PUBLIC KEY" (SPKI) block with nothing but whitespace around it
+    (SRV-24, KEY-3): a PKCS#1 "RSA PUBLIC KEY", a certificate, several blocks or other text
+    are refused, since a router that accepts them would hide a port's defect that other
+    servers refuse. RSA of 2048..16384 bits with exponent 65537 (SRV-7, SRV-25).
     """
     try:
         key = serialization.load_pem_public_key(pem.encode("utf-8"))
     except Exception as exc:  # cryptography raises ValueError or UnsupportedAlgorithm
-        raise ValueError("X-Public-Key is not a PEM public key") from exc
+        raise ClientKeyRefused("X-Public-Key is not a PEM public key",
+                               "public_key_invalid") from exc
+    text = pem.strip()
+    if not (text.startswith("-----BEGIN PUBLIC KEY-----")
+            and text.endswith("-----END PUBLIC KEY-----")):
+        if "-----BEGIN PUBLIC KEY-----" not in text:
+            raise ClientKeyRefused("X-Public-Key must be SubjectPublicKeyInfo PEM ('BEGIN "
+                                   "PUBLIC KEY'), not PKCS#1 ('BEGIN RSA PUBLIC KEY') or a "
+                                   "certificate", "public_key_not_spki")
+        raise ClientKeyRefused("X-Public-Key must be one PEM block with nothing around it",
+                               "public_key_not_one_block")
+    if text.count("-----BEGIN ") != 1:
+        raise ClientKeyRefused("X-Public-Key must be one PEM block with nothing around it",
+                               "public_key_not_one_block")
     if not isinstance(key, rsa.RSAPublicKey):
-        raise ValueError("X-Public-Key is not an RSA public key")
+        raise ClientKeyRefused("X-Public-Key is not an RSA public key", "public_key_not_rsa")
     if key.key_size < MIN_CLIENT_KEY_BITS:
-        raise ValueError(f"X-Public-Key is too small: {key.key_size} bits "
-                         f"(minimum {MIN_CLIENT_KEY_BITS})")
+        raise ClientKeyRefused(f"X-Public-Key is too small: {key.key_size} bits "
+                               f"(minimum {MIN_CLIENT_KEY_BITS})", "public_key_too_small")
     if key.key_size > MAX_CLIENT_KEY_BITS:
-        raise ValueError(f"X-Public-Key is too large: {key.key_size} bits "
-                         f"(maximum {MAX_CLIENT_KEY_BITS})")
+        raise ClientKeyRefused(f"X-Public-Key is too large: {key.key_size} bits "
+                               f"(maximum {MAX_CLIENT_KEY_BITS})", "public_key_too_large")
+    if key.public_numbers().e != 65537:
+        raise ClientKeyRefused(f"X-Public-Key has public exponent {key.public_numbers().e} "
+                               "(must be 65537)", "public_key_exponent")
     return key
 
 
@@ -116,16 +151,27 @@ def b64(data: bytes) -> str:
 
 def decrypt(private_key: rsa.RSAPrivateKey, encrypted_aes_key: bytes, ciphertext: bytes,
             nonce: bytes, tag: bytes) -> bytes:
-    """Unwrap the AES key and open the GCM box; any failure is DecryptionFailed."""
+    """Unwrap the AES key and open the GCM box; any failure is DecryptionFailed.
+
+    Implicit rejection (SRV-22): when the AES key does not unwrap (or not to 32 bytes), the
+    GCM step still runs, under a random key, so both failures take the same path and an
+    observer cannot tell an OAEP failure from a tag failure by what the server does next.
+    """
+    unwrapped = True
     try:
         aes_key = private_key.decrypt(encrypted_aes_key, _OAEP)
-        if len(aes_key) != AES_KEY_SIZE:
-            raise DecryptionFailed
-        return AESGCM(aes_key).decrypt(nonce, ciphertext + tag, None)
-    except DecryptionFailed:
-        raise
-    except Exception as exc:
-        raise DecryptionFailed from exc
+    except Exception:  # any RSA failure is one failure
+        aes_key = b""
+    if len(aes_key) != AES_KEY_SIZE:
+        unwrapped = False
+        aes_key = secrets.token_bytes(AES_KEY_SIZE)
+    try:
+        plaintext = AESGCM(aes_key).decrypt(nonce, ciphertext + tag, None)
+    except Exception:
+        raise DecryptionFailed("gcm" if unwrapped else "unwrap") from None
+    if not unwrapped:  # a random key opened the box: 2**-128, but never accept it
+        raise DecryptionFailed("unwrap")
+    return plaintext
 
 
 def wrap_padding(name: str | None) -> padding.AsymmetricPadding:

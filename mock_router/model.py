@@ -45,6 +45,32 @@ MAX_N = 128
 ScriptType = Sequence[str] | Callable[[dict[str, Any], int], str]
 
 
+#: The text and model of a scripted answer (Scenario.scripted, always=True): fixed, so a
+#: check knows what a client must return without the router reading the request.
+SCRIPTED_CONTENT = "mock_router scripted answer"
+SCRIPTED_MODEL = "mock-router-scripted"
+
+
+def _bad(detail: str, reason: str | None = None) -> Refusal:
+    """A 400 for a chat parameter the fake model cannot use."""
+    return Refusal(400, detail, reason, code="parameter_invalid")
+
+
+def scripted_completion(completion_id: str, created: int) -> dict[str, Any]:
+    """The completion of a scripted answer (no ``_metadata``: the router adds it)."""
+    tokens = count_tokens(SCRIPTED_CONTENT)
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": SCRIPTED_MODEL,
+        "choices": [{"index": 0,
+                     "message": {"role": "assistant", "content": SCRIPTED_CONTENT},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 def count_tokens(text: str | None) -> int:
     """Number of tokens in ``text`` under the router's simple tokenizer."""
     return len(TOKEN_RE.findall(text)) if text else 0
@@ -183,13 +209,13 @@ class FakeModel:
         if n is None:
             n = 1
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
-            raise Refusal(400, f"'n' must be an integer from 1 to {MAX_N}")
+            raise _bad(f"'n' must be an integer from 1 to {MAX_N}")
         max_tokens = req.get("max_tokens")
         if max_tokens is None:
             max_tokens = req.get("max_completion_tokens")
         if max_tokens is not None and (isinstance(max_tokens, bool)
                                        or not isinstance(max_tokens, int) or max_tokens < 1):
-            raise Refusal(400, "'max_tokens' must be a positive integer")
+            raise _bad("'max_tokens' must be a positive integer")
         stop = req.get("stop")
         if stop is None:
             stops: list[str] = []
@@ -198,7 +224,7 @@ class FakeModel:
         elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
             stops = list(stop)
         else:
-            raise Refusal(400, "'stop' must be a string or a list of strings")
+            raise _bad("'stop' must be a string or a list of strings")
         return n, max_tokens, [s for s in stops if s]
 
     @staticmethod
@@ -207,13 +233,13 @@ class FakeModel:
         if tools is None:
             return []
         if not isinstance(tools, list):
-            raise Refusal(400, "'tools' must be a list")
+            raise _bad("'tools' must be a list")
         out = []
         for i, tool in enumerate(tools):
             fn = tool.get("function") if isinstance(tool, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                raise Refusal(400, f"tools[{i}] must be {{'type': 'function', 'function': "
-                              "{'name': ...}}")
+                raise _bad(f"tools[{i}] must be {{'type': 'function', 'function': "
+                           "{'name': ...}}")
             out.append(fn)
         return out
 
@@ -222,11 +248,11 @@ class FakeModel:
         choice = req.get("tool_choice")
         if not (choice is None or choice in ("none", "auto", "required")
                 or isinstance(choice, dict)):
-            raise Refusal(400, "'tool_choice' must be 'none', 'auto', 'required' or "
-                          "{'type': 'function', 'function': {'name': ...}}")
+            raise _bad("'tool_choice' must be 'none', 'auto', 'required' or "
+                       "{'type': 'function', 'function': {'name': ...}}")
         if not tools:
             if isinstance(choice, dict) or choice == "required":
-                raise Refusal(400, "'tool_choice' asks for a tool but no tools were given")
+                raise _bad("'tool_choice' asks for a tool but no tools were given")
             return None
         mentioned = next((t for t in tools if t["name"].lower() in last_user.lower()), None)
         if choice is None or choice == "auto":
@@ -241,10 +267,10 @@ class FakeModel:
             for tool in tools:
                 if tool["name"] == name:
                     return tool
-            raise Refusal(400, "'tool_choice' names a function that is not among 'tools'",
-                          reason="tool_choice names an unknown function")
-        raise Refusal(400, "'tool_choice' must be 'none', 'auto', 'required' or "
-                      "{'type': 'function', 'function': {'name': ...}}")
+            raise _bad("'tool_choice' names a function that is not among 'tools'",
+                       reason="tool_choice names an unknown function")
+        raise _bad("'tool_choice' must be 'none', 'auto', 'required' or "
+                   "{'type': 'function', 'function': {'name': ...}}")
 
     def _base_text(self, last_user: str) -> str | None:
         """The reply before per-choice prefixes (None when a callable script answers)."""

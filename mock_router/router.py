@@ -11,6 +11,7 @@ import hashlib
 import os
 import random
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from . import crypto
 from .model import FakeModel, ScriptType
 from .record import DEFAULT_MAX_ENTRIES, Record, SeenRequest
+from .replay import DEFAULT_WINDOW, ReplayCache
 from .scenarios import Scenario, ScenarioQueue
 from .validation import MAX_BODY_BYTES, parse_tier_policy
 
 FAKE_DEVICE_NAME = "mock-router fake accelerator"
 FAKE_DEVICE_HASH = hashlib.sha256(FAKE_DEVICE_NAME.encode()).hexdigest()
+#: How many rotated-out server keys are kept for the tolerant decryption of the record.
+RETIRED_KEYS_KEPT = 4
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,13 @@ class MockRouter:
     ``admin``: mount the /_mock/* endpoints (off by default; they show plaintext).
     ``latency``: seconds added to every request; ``failure_rate`` (0..1) of requests answer
     ``failure_status`` instead, drawn from a ``seed``-ed generator so a run can be replayed.
+    ``replay_window``: seconds a decrypted package is remembered by the replay cache (SRV-21;
+    a package seen again gets 409 "replayed request"); 0 switches the cache off.
+    ``replay_includes_failures``: whether a package answered with a scripted status, a drop or
+    an injected failure enters the cache too (a server whose backend failed after decryption).
+    Off by default: those answers stand for failures in front of the router's processing, so
+    a client that resends the identical package (allowed before 1.0.1, RTY-15 says SHOULD
+    NOT) is judged on its retries, not on the cache; switch it on to test RTY-15 by behaviour.
     """
 
     def __init__(self, server_key: Any = None, *, key_size: int = 4096,
@@ -65,7 +76,8 @@ class MockRouter:
                  model: FakeModel | ScriptType | None = None, admin: bool = False,
                  latency: float = 0.0, failure_rate: float = 0.0, failure_status: int = 503,
                  seed: int | None = None, max_seen: int = DEFAULT_MAX_ENTRIES,
-                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = MAX_BODY_BYTES, replay_window: float = DEFAULT_WINDOW,
+                 replay_includes_failures: bool = False) -> None:
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError("failure_rate must be between 0 and 1")
         if latency < 0:
@@ -84,6 +96,10 @@ class MockRouter:
         self.max_body_bytes = max_body_bytes
         self.scenarios = ScenarioQueue()
         self.record = Record(max_entries=max_seen)
+        self.replay_cache = ReplayCache(replay_window)
+        self.replay_includes_failures = bool(replay_includes_failures)
+        #: (key, monotonic time until which it still decrypts) of the last rotated-out keys
+        self._retired: tuple[tuple[rsa.RSAPrivateKey, float], ...] = ()
         self._other_key: rsa.RSAPrivateKey | None = None
         self._other_lock = threading.Lock()
         from .app import build_app  # the app needs the router; the router owns the app
@@ -140,24 +156,52 @@ class MockRouter:
         """Queue answers for the next requests (FIFO per endpoint, each ``times`` uses)."""
         self.scenarios.push(*scenarios)
 
+    @property
+    def replay_window(self) -> float:
+        """Seconds the replay cache remembers a decrypted package (0: cache off); settable."""
+        return self.replay_cache.window
+
+    @replay_window.setter
+    def replay_window(self, seconds: float) -> None:
+        self.replay_cache.window = seconds
+
     def reset(self) -> None:
-        """Forget queued scenarios and what was seen."""
+        """Forget queued scenarios, what was seen and the replay cache (so conformance checks
+        stay independent of each other)."""
         self.scenarios.clear()
         self.record.clear()
+        self.replay_cache.clear()
 
-    def rotate_key(self, new_key: Any = None) -> str:
+    def rotate_key(self, new_key: Any = None, *, grace: float = 0.0) -> str:
         """Use a new server key from now on; returns its fingerprint.
 
-        Requests still encrypted to the old key get 400 "decryption failed", as a real router
-        answers after a rotation.
+        By default the rotation is abrupt: requests still encrypted to the old key get 400
+        "decryption failed", the answer that makes a client re-fetch the key (DISC-15..19,
+        which the conformance suite tests this way). ``grace``: seconds the old key still
+        decrypts (SRV-36 asks a server for at least 3600).
         """
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+            raise ValueError("grace must be a number of seconds >= 0")
+        old = (self._key.private, time.monotonic() + float(grace))
         self._key = self._make_key(new_key if new_key is not None
                                    else crypto.generate_key(self.key_size))
+        self._retired = (old, *self._retired)[:RETIRED_KEYS_KEPT]
         return self._key.fingerprint
 
     # -- used by the app -----------------------------------------------------------------
     def current_key(self) -> _ServerKey:
         return self._key
+
+    def record_keys(self) -> tuple[rsa.RSAPrivateKey, ...]:
+        """The server keys a request is recorded with: the current one, then the retired
+        ones (the tolerant decryption tries them all, for the evidence)."""
+        return (self._key.private, *(key for key, _ in self._retired))
+
+    def decryption_keys(self) -> tuple[rsa.RSAPrivateKey, ...]:
+        """The keys that decrypt a request now: the current one, then retired keys still in
+        their grace period (``rotate_key(grace=...)``)."""
+        now = time.monotonic()
+        return (self._key.private, *(key for key, until in self._retired if until > now))
 
     def other_key(self) -> rsa.RSAPublicKey:
         """A key that is nobody's: the recipient of Scenario.wrong_recipient answers."""

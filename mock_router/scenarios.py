@@ -4,6 +4,18 @@ A scenario is queued with ``MockRouter.push`` and used by the next requests to i
 FIFO order, ``times`` times each. A scenario is used up by a request to its path whatever that
 request looks like (a refused request uses up a response-shaping scenario too): the rule is
 simple and deterministic, so a test knows exactly which request got what.
+
+Answers independent of the request (``always=True``, and ``Scenario.scripted()``): an
+answer-shaping scenario normally shapes the answer to a request the router accepted, and a
+refused request gets its 4xx. With ``always=True`` the router answers 200 with the shaped
+package whatever the request's package holds (refused, undecryptable, replayed), built from
+the request's ``X-Public-Key`` (any RSA key that can wrap an AES key, even one the router
+refused as too small) and ``X-Payload-ID`` alone: the completion is the fixed
+``SCRIPTED_CONTENT`` answer, never the model's, so the answer does not depend on the body at
+all. The refusal is still recorded (``SeenRequest.refusal_code``, ``valid`` False). Without
+both headers, or with a key nothing can be wrapped to, the refusal stands. Checks of how a
+client treats answers (downgrades, binding, tampering) thereby run even when the client's own
+package is refused.
 """
 
 from __future__ import annotations
@@ -19,8 +31,19 @@ KEY_PATH = "/pki/public_key"
 POST_PATH = "/v1/chat/secure_completion"
 TAMPER_FIELDS = ("ciphertext", "tag", "nonce", "encrypted_aes_key")
 
-KINDS = ("status", "payload_id", "no_metadata", "tamper", "package", "plaintext",
-         "wrong_recipient", "completion", "delay", "drop", "key_wrap", "content_type")
+#: Kinds that shape a 200 answer (these take ``always``).
+ANSWER_KINDS = ("payload_id", "no_metadata", "tamper", "package", "plaintext",
+                "wrong_recipient", "completion", "key_wrap", "content_type", "metadata",
+                "duplicate", "large", "nested", "scripted")
+KINDS = ("status", "delay", "drop", *ANSWER_KINDS)
+#: Where ``Scenario.duplicate`` repeats a member name.
+DUPLICATE_WHERE = ("package", "encrypted_payload", "plaintext", "metadata")
+#: Where ``Scenario.large`` / ``Scenario.nested`` grow the answer.
+GROW_WHERE = ("plaintext", "package")
+MAX_LARGE_BYTES = 256 * 1024 * 1024
+MAX_NESTING = 1_000_000
+#: ``Scenario.duplicate``'s default value: repeat the member with its own value.
+SAME = "__mock_router_same_value__"
 #: Other ways of wrapping the answer's AES key (ENC-6: a client must refuse every one).
 KEY_WRAP_PADDINGS = ("oaep-sha1", "oaep-mgf1-sha1", "oaep-label", "pkcs1v15")
 
@@ -47,10 +70,16 @@ class Scenario:
     params: dict[str, Any] = field(default_factory=dict)
     times: int = 1
     path: str = POST_PATH
+    always: bool = False  # answer whatever the request holds (module docstring)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown scenario kind {self.kind!r}")
+        if not isinstance(self.always, bool):
+            raise ValueError("always must be true or false")
+        if self.always and self.kind not in ANSWER_KINDS:
+            raise ValueError(f"always=True only applies to answer-shaping scenarios; "
+                             f"{self.kind!r} already answers whatever the request holds")
         if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
             raise ValueError("times must be a positive integer")
         if self.path not in (KEY_PATH, POST_PATH):
@@ -76,46 +105,48 @@ class Scenario:
                    times, path)
 
     @classmethod
-    def payload_id(cls, value: str | None, *, times: int = 1) -> Scenario:
+    def payload_id(cls, value: str | None, *, times: int = 1,
+                   always: bool = False) -> Scenario:
         """Bind the answer to another payload id (None: leave ``payload_id`` out)."""
-        return cls("payload_id", {"value": value}, times)
+        return cls("payload_id", {"value": value}, times, always=always)
 
     @classmethod
-    def no_metadata(cls, *, times: int = 1) -> Scenario:
+    def no_metadata(cls, *, times: int = 1, always: bool = False) -> Scenario:
         """An answer whose plaintext has no ``_metadata`` at all."""
-        return cls("no_metadata", {}, times)
+        return cls("no_metadata", {}, times, always=always)
 
     @classmethod
-    def tamper(cls, field: str, *, times: int = 1) -> Scenario:
+    def tamper(cls, field: str, *, times: int = 1, always: bool = False) -> Scenario:
         """Flip one bit of a crypto field of the answer (the client must refuse it)."""
         if field not in TAMPER_FIELDS:
             raise ValueError(f"tamper field must be one of {', '.join(TAMPER_FIELDS)}")
-        return cls("tamper", {"field": field}, times)
+        return cls("tamper", {"field": field}, times, always=always)
 
     @classmethod
-    def package(cls, *, times: int = 1, **overrides: Any) -> Scenario:
+    def package(cls, *, times: int = 1, always: bool = False, **overrides: Any) -> Scenario:
         """Override top-level package fields of the answer; a value of None deletes it."""
-        return cls("package", {"overrides": copy.deepcopy(overrides)}, times)
+        return cls("package", {"overrides": copy.deepcopy(overrides)}, times, always=always)
 
     @classmethod
-    def plaintext(cls, raw: bytes, *, times: int = 1) -> Scenario:
+    def plaintext(cls, raw: bytes, *, times: int = 1, always: bool = False) -> Scenario:
         """Encrypt exactly these bytes as the answer's plaintext (no metadata added)."""
         if not isinstance(raw, (bytes, bytearray)):
             raise TypeError("raw plaintext must be bytes")
-        return cls("plaintext", {"raw": bytes(raw)}, times)
+        return cls("plaintext", {"raw": bytes(raw)}, times, always=always)
 
     @classmethod
-    def wrong_recipient(cls, *, times: int = 1) -> Scenario:
+    def wrong_recipient(cls, *, times: int = 1, always: bool = False) -> Scenario:
         """Encrypt the answer to a key other than the client's."""
-        return cls("wrong_recipient", {}, times)
+        return cls("wrong_recipient", {}, times, always=always)
 
     @classmethod
-    def completion(cls, obj: dict[str, Any], *, times: int = 1) -> Scenario:
+    def completion(cls, obj: dict[str, Any], *, times: int = 1,
+                   always: bool = False) -> Scenario:
         """Answer with this completion; the standard ``_metadata`` is still added (keys the
         object's own ``_metadata`` sets win)."""
         if not isinstance(obj, dict):
             raise TypeError("completion must be a dict")
-        return cls("completion", {"obj": copy.deepcopy(obj)}, times)
+        return cls("completion", {"obj": copy.deepcopy(obj)}, times, always=always)
 
     @classmethod
     def delay(cls, seconds: float, *, path: str = POST_PATH, times: int = 1) -> Scenario:
@@ -130,26 +161,89 @@ class Scenario:
         return cls("drop", {}, times, path)
 
     @classmethod
-    def key_wrap(cls, padding: str, *, times: int = 1) -> Scenario:
+    def key_wrap(cls, padding: str, *, times: int = 1, always: bool = False) -> Scenario:
         """Wrap the answer's AES key with another padding (``KEY_WRAP_PADDINGS``):
         "oaep-sha1" (OAEP, SHA-1 and MGF1-SHA-1), "oaep-mgf1-sha1" (OAEP SHA-256 with
         MGF1-SHA-1), "oaep-label" (OAEP SHA-256 with a non-empty label) or "pkcs1v15".
         Everything else (package fields, metadata, binding) stays correct."""
         if padding not in KEY_WRAP_PADDINGS:
             raise ValueError(f"key wrap padding must be one of {', '.join(KEY_WRAP_PADDINGS)}")
-        return cls("key_wrap", {"padding": padding}, times)
+        return cls("key_wrap", {"padding": padding}, times, always=always)
 
     @classmethod
-    def content_type(cls, value: str | None, *, times: int = 1) -> Scenario:
+    def content_type(cls, value: str | None, *, times: int = 1,
+                     always: bool = False) -> Scenario:
         """The normal answer with this Content-Type header (None: no Content-Type at all)."""
         if value is not None:
             _check_header("content-type", value)
-        return cls("content_type", {"value": value}, times)
+        return cls("content_type", {"value": value}, times, always=always)
+
+    @classmethod
+    def scripted(cls, *, times: int = 1) -> Scenario:
+        """A correct answer built from the request's headers alone, whatever its body holds:
+        the fixed ``SCRIPTED_CONTENT`` completion, bound to ``X-Payload-ID``, encrypted to
+        ``X-Public-Key`` (the positive control of checks that use ``always=True``)."""
+        return cls("scripted", {}, times, always=True)
+
+    @classmethod
+    def metadata(cls, *, times: int = 1, always: bool = False, **overrides: Any) -> Scenario:
+        """Override members of the answer's ``_metadata`` (inside the encryption); a value of
+        None deletes the member. E.g. ``metadata(security_tier="high")`` (a tier other than
+        the one asked, TIER-9), ``metadata(security_tier=None)``, ``metadata(processed_at=7)``.
+        """
+        return cls("metadata", {"overrides": copy.deepcopy(overrides)}, times, always=always)
+
+    @classmethod
+    def duplicate(cls, member: str, value: Any = SAME, *, where: str = "package",
+                  times: int = 1, always: bool = False) -> Scenario:
+        """An answer whose JSON names ``member`` twice in one object (CHK-18): ``where`` is
+        "package" (top level), "encrypted_payload", "plaintext" (the completion's top level)
+        or "metadata" (its ``_metadata``). The extra copy comes first and carries ``value``
+        (default: the member's own value, so only a duplicate check can tell); the real one
+        follows, so a last-wins parser reads the genuine value. A member the object lacks is
+        written twice (``value``, or null)."""
+        if not isinstance(member, str):
+            raise TypeError("duplicate member must be a string")
+        if where not in DUPLICATE_WHERE:
+            raise ValueError(f"duplicate where must be one of {', '.join(DUPLICATE_WHERE)}")
+        return cls("duplicate", {"member": member, "value": copy.deepcopy(value),
+                                 "where": where}, times, always=always)
+
+    @classmethod
+    def large(cls, size: int, *, where: str = "plaintext", times: int = 1,
+              always: bool = False) -> Scenario:
+        """An answer grown to ``size`` bytes (CHK-19): where="plaintext" pads the first
+        choice's content (or, without text content, a top-level "x_mock_padding" member) so
+        the plaintext is exactly ``size`` bytes; where="package" adds a top-level
+        "x_mock_padding" member (PKG-9: receivers ignore it) so the body is exactly ``size``
+        bytes. A size below the natural one leaves the answer as it is."""
+        if isinstance(size, bool) or not isinstance(size, int) \
+                or not 0 < size <= MAX_LARGE_BYTES:
+            raise ValueError(f"large size must be an integer from 1 to {MAX_LARGE_BYTES}")
+        if where not in GROW_WHERE:
+            raise ValueError(f"large where must be one of {', '.join(GROW_WHERE)}")
+        return cls("large", {"size": size, "where": where}, times, always=always)
+
+    @classmethod
+    def nested(cls, depth: int, *, where: str = "plaintext", times: int = 1,
+               always: bool = False) -> Scenario:
+        """An answer whose JSON nests ``depth`` levels deep (CHK-19), counting the top-level
+        object as level 1: a member "x_mock_nested" holding ``depth - 1`` nested arrays is
+        added at the top level of the plaintext or of the package (an answer's own structure
+        is at most 5 levels deep)."""
+        if isinstance(depth, bool) or not isinstance(depth, int) \
+                or not 2 <= depth <= MAX_NESTING:
+            raise ValueError(f"nested depth must be an integer from 2 to {MAX_NESTING}")
+        if where not in GROW_WHERE:
+            raise ValueError(f"nested where must be one of {', '.join(GROW_WHERE)}")
+        return cls("nested", {"depth": depth, "where": where}, times, always=always)
 
     # -- description for humans and the admin endpoint ----------------------------------
     def describe(self) -> dict[str, Any]:
         """A JSON-able description (the admin format, bytes shown as latin-1 text)."""
         out: dict[str, Any] = {"kind": self.kind, "times": self.times, "path": self.path}
+        if self.always and self.kind != "scripted":
+            out["always"] = True
         for key, value in self.params.items():
             if isinstance(value, bytes):
                 out[key] = value.decode("latin-1")
@@ -166,39 +260,63 @@ class Scenario:
         kind = desc.pop("kind", None)
         times = desc.pop("times", 1)
         path = desc.pop("path", POST_PATH)
+        always = desc.pop("always", False)
+        if kind in ANSWER_KINDS and kind != "scripted":
+            opts: dict[str, Any] = {"times": times, "always": always}
+        elif always and kind != "scripted":  # a scripted answer is always=True anyway
+            raise ValueError(f"always=True only applies to answer-shaping scenarios, "
+                             f"not {kind!r}")
+        else:
+            opts = {"times": times}
         try:
             if kind == "status":
                 return cls.status(desc.pop("code"), desc.pop("body", None),
                                   content_type=desc.pop("content_type", None),
                                   headers=desc.pop("headers", None), path=path, times=times)
             if kind == "payload_id":
-                return cls.payload_id(desc.pop("value"), times=times)
+                return cls.payload_id(desc.pop("value"), **opts)
             if kind == "no_metadata":
-                return cls.no_metadata(times=times)
+                return cls.no_metadata(**opts)
             if kind == "tamper":
-                return cls.tamper(desc.pop("field"), times=times)
+                return cls.tamper(desc.pop("field"), **opts)
             if kind == "package":
                 overrides = desc.pop("overrides", {})
                 if not isinstance(overrides, dict):
                     raise ValueError("package overrides must be an object")
-                return cls.package(times=times, **overrides)
+                return cls.package(**opts, **overrides)
             if kind == "plaintext":
                 raw = desc.pop("raw")
                 if not isinstance(raw, str):
                     raise ValueError("plaintext raw must be a string")
-                return cls.plaintext(raw.encode("utf-8"), times=times)
+                return cls.plaintext(raw.encode("utf-8"), **opts)
             if kind == "wrong_recipient":
-                return cls.wrong_recipient(times=times)
+                return cls.wrong_recipient(**opts)
             if kind == "completion":
-                return cls.completion(desc.pop("obj"), times=times)
+                return cls.completion(desc.pop("obj"), **opts)
             if kind == "delay":
                 return cls.delay(desc.pop("seconds"), path=path, times=times)
             if kind == "drop":
                 return cls.drop(path=path, times=times)
             if kind == "key_wrap":
-                return cls.key_wrap(desc.pop("padding"), times=times)
+                return cls.key_wrap(desc.pop("padding"), **opts)
             if kind == "content_type":
-                return cls.content_type(desc.pop("value"), times=times)
+                return cls.content_type(desc.pop("value"), **opts)
+            if kind == "scripted":
+                return cls.scripted(**opts)
+            if kind == "metadata":
+                overrides = desc.pop("overrides", {})
+                if not isinstance(overrides, dict):
+                    raise ValueError("metadata overrides must be an object")
+                return cls.metadata(**opts, **overrides)
+            if kind == "duplicate":
+                return cls.duplicate(desc.pop("member"), desc.pop("value", SAME),
+                                     where=desc.pop("where", "package"), **opts)
+            if kind == "large":
+                return cls.large(desc.pop("size"), where=desc.pop("where", "plaintext"),
+                                 **opts)
+            if kind == "nested":
+                return cls.nested(desc.pop("depth"), where=desc.pop("where", "plaintext"),
+                                  **opts)
         except KeyError as exc:
             raise ValueError(f"scenario {kind!r} needs {exc.args[0]!r}") from None
         except TypeError as exc:

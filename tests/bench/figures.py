@@ -195,7 +195,7 @@ async def _router_requests(cfg: Config, keys: BenchKeys, over_http_ms: float | N
                            ) -> Figure:
     from mock_router import MockRouter
 
-    router = MockRouter(server_key=keys.router, max_seen=100)
+    router = MockRouter(server_key=keys.router, max_seen=100, replay_window=0)  # resends
     client_pem = keys.client.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     request_plaintext = json.dumps(workload.small_payload(), separators=(",", ":")).encode()

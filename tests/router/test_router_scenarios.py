@@ -336,7 +336,9 @@ async def test_policy_refusal_log_omits_model_name(server_key, wire, caplog):
                                  base_url="http://r") as http:
         res = await wire.create(http, {**CHAT, "model": "hidden-model-name"}, tier="maximum")
     assert res.response.status_code == 403
-    assert "hidden-model-name" in res.response.json()["detail"]
+    # neither the answer nor the log quotes the decrypted model name (LOG-5)
+    assert "hidden-model-name" not in res.response.json()["detail"]
+    assert "security tier 'maximum'" in res.response.json()["detail"]
     assert "hidden-model-name" not in caplog.text
     assert "not allowed" in caplog.text
 
