@@ -82,7 +82,10 @@ def error_info(exc: BaseException, kinds: Mapping[type, Kind]) -> ErrorInfo:
     details = getattr(exc, "error_details", None)
     message = getattr(exc, "message", None)
     if not isinstance(message, str):
-        message = str(exc)
+        try:
+            message = str(exc)
+        except Exception:  # a port's broken __str__ (e.g. .message not a str): show, don't crash
+            message = f"<str() of {type(exc).__name__} failed; .message is {message!r}>"
     return ErrorInfo(
         kind=kind.value,
         message=message,

@@ -6,7 +6,8 @@ What it can and cannot be told, declared honestly as capabilities:
   the default `verify=True, trust_env=True`, and httpx then trusts exactly SSL_CERT_FILE;
   the adapter sets that variable around each call (under a lock) and restores it after.
 Exception mapping: its APIConnectionError is not an APIError subclass (mapped explicitly),
-the builtin ConnectionError raised by its key fetch is `connection`, ValueError `value`.
+ValueError is `value`; the built-in ConnectionError its key fetch raises internally is not
+mapped (it would be `internal`: only the port's own APIConnectionError is `connection`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class OfficialAdapter(SeedPortAdapter):
             A.CLIENT_REUSE,
             A.PYTHON_API,
             A.KEY_FILES,
+            A.KEY_DIR,
+            A.KEY_PASSWORD,
             A.LOW_LEVEL,
             A.LOG_CAPTURE,
             A.WARNINGS,

@@ -36,7 +36,10 @@ SEED_KINDS: dict[str, Kind] = {
     "APIError": Kind.API,
     "SecurityError": Kind.SECURITY,
 }
-BUILTIN_KINDS: dict[type, Kind] = {ValueError: Kind.VALUE, ConnectionError: Kind.CONNECTION}
+# Only ValueError is a built-in the seed names (caller errors). A network failure must reach
+# the caller as the port's own APIConnectionError: a built-in ConnectionError (or an httpx
+# exception) escaping a port is a defect, so it maps to `internal`, never to `connection`.
+BUILTIN_KINDS: dict[type, Kind] = {ValueError: Kind.VALUE}
 
 
 class SeedPortAdapter(Adapter):

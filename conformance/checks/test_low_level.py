@@ -4,9 +4,9 @@ The risk: a port whose create() checks the answer but whose low-level decrypt_re
 not hands an application that uses the low-level API (to send a request itself, or to replay
 a stored answer) a forged, mis-bound or garbled answer. API-11 says decrypt_response applies
 section 11 and the binding of 12.2. The answers here are built by the check itself, encrypted
-to the public key of the port's low-level client; PKG-11 (unknown members inside
-encrypted_payload ignored) is judged here too, as only here does the suite build the whole
-package itself.
+to the public key of the port's low-level client. PKG-11 (unknown members inside
+encrypted_payload ignored), PKG-10's receiver side and PID-7's top-level payload_id are judged
+here for decrypt_response, and through create() in test_response_checks / test_payload_id.
 """
 
 from __future__ import annotations
@@ -178,8 +178,8 @@ def test_non_alphabet_or_unpadded_base64_refused(impl: Any, low_client: Any, cas
     """Evidence: client behaviour. A genuine answer whose base64 carries a character outside
     the alphabet, or lacks its padding, is refused (PKG-10) with SecurityError("decryption
     failed") (CHK-7), although a lenient decoder would read the right bytes: two decoders
-    must never read one text differently. (Built here, through the low-level API, as only
-    here does the suite have the genuine package to change.)"""
+    must never read one text differently. (create() is judged by test_response_checks::
+    test_answer_base64_is_decoded_strictly.)"""
     pid = str(uuid.uuid4())
     outcome = _decrypt(impl, low_client, _plain(pid), pid, NOT_STRICT_BASE64[case])
     with expect.clause("PKG-10", "CHK-7"):

@@ -30,7 +30,8 @@ from conformance.checks._support import (
     rotated_key,
     sent_posts,
 )
-from mock_router import Scenario
+from mock_router import REQUEST_ID, Scenario
+from mock_router.scenarios import PAYLOAD_ID_TRANSFORMS
 
 #: A completion as a server sends it, without _metadata (PID-5 adds one of another type).
 BARE_COMPLETION: dict[str, Any] = {
@@ -122,6 +123,37 @@ def test_answer_bound_to_another_id_is_refused(ccall: Any, router: Any, other: A
         expect_kind(outcome, "security", f"answer bound to {other!r}")
     with expect.clause("RTY-5"):
         expect.equal(len(sent_posts(router)), 1, "POSTs (a refused answer is not retried)")
+
+
+@pytest.mark.req("PID-6")
+@pytest.mark.parametrize("transform", PAYLOAD_ID_TRANSFORMS)
+def test_near_miss_of_the_own_id_is_refused(ccall: Any, router: Any, transform: str) -> None:
+    """Evidence: answer. An answer bound to a near miss of the request's own X-Payload-ID
+    (upper-cased, hyphens removed, a trailing space, the last character dropped) is not
+    "exactly equal" to it: refused with SecurityError (PID-6). A client comparing
+    case-insensitively, without hyphens, after strip() or by prefix accepts it."""
+    router.push(Scenario.payload_id_like(transform, always=True))
+    outcome = ccall(model=MODEL, messages=messages())
+    answered(router, "payload_id_like")
+    with expect.clause("PID-6"):
+        expect.true(not outcome.ok, f"the answer bound to the id {transform} never returned",
+                    outcome)  # fmt: skip
+        expect_kind(outcome, "security", f"an answer bound to the own id, {transform}")
+
+
+@pytest.mark.req("PID-7")
+def test_top_level_payload_id_never_binds_the_answer(ccall: Any, router: Any) -> None:
+    """Evidence: answer. An answer whose decrypted _metadata.payload_id names another id is
+    refused with SecurityError even when the package's unencrypted top level carries a
+    member "payload_id" equal to the request's own X-Payload-ID: the binding is read from
+    what decrypted, nothing else (PID-7)."""
+    router.push(Scenario.payload_id(str(uuid.uuid4()), top_level=REQUEST_ID, always=True))
+    outcome = ccall(model=MODEL, messages=messages())
+    answered(router, "payload_id")
+    with expect.clause("PID-7"):
+        expect.true(not outcome.ok, "the answer bound only outside the encryption refused",
+                    outcome)  # fmt: skip
+        expect_kind(outcome, "security", "an answer bound by a top-level payload_id")
 
 
 @pytest.mark.req("PID-6")

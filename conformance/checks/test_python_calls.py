@@ -21,7 +21,9 @@ import contextlib
 import ctypes
 import ctypes.util
 import inspect
+import json
 import os
+import re
 import secrets
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -197,7 +199,8 @@ def _canary_answers(canary: str) -> dict[str, Scenario]:
 def test_exceptions_carry_no_plaintext(
     impl: Any, http_server: Any, router: Any, client_key_dir: str
 ) -> None:
-    """When a decrypted answer is refused (not JSON, not an object, bound to another id), the
+    """Evidence: client behaviour. When a decrypted answer is refused (not JSON, not an
+    object, bound to another id), the
     exception, its args and attributes, its cause and its unsuppressed context, followed
     recursively, never hold the answer's content (e.g. a JSONDecodeError whose .doc is the
     plaintext, chained with `raise ... from exc`)."""
@@ -225,7 +228,8 @@ def test_exceptions_carry_no_plaintext(
 def test_decryption_error_exposes_no_cause(
     impl: Any, http_server: Any, router: Any, client_key_dir: str, fault: str
 ) -> None:
-    """The exception for an answer that fails to decrypt has no cause and no visible context
+    """Evidence: client behaviour. The exception for an answer that fails to decrypt has no
+    cause and no visible context
     (`raise SecurityError("decryption failed") from None`): a chained crypto exception names
     the step that failed (SHOULD)."""
     scenario = {
@@ -253,7 +257,8 @@ def test_decryption_error_exposes_no_cause(
 def test_send_secure_request_refuses_bad_payload_ids(
     impl: Any, http_server: Any, router: Any, client_key_dir: str
 ) -> None:
-    """send_secure_request with a payload_id that is not 1 to 128 visible ASCII characters
+    """Evidence: client behaviour, request. send_secure_request with a payload_id that is
+    not 1 to 128 visible ASCII characters
     (empty, 129 characters, CR/LF, spaces, non-ASCII, control characters) raises ValueError
     and sends no request."""
     low_class = _attr(impl, "SecureCompletionClient")
@@ -282,10 +287,103 @@ def test_send_secure_request_refuses_bad_payload_ids(
 
     found = _run(go)
     wrong = {name: got for name, got in found.items() if got != "ValueError"}
-    expect.true(
-        not wrong, "ValueError and nothing sent for every bad payload id", f"{wrong}"
-    )
+    expect.true(not wrong, "ValueError and nothing sent for every bad payload id", f"{wrong}")
     expect.true(not posts(router), "no POST at all", describe_seen(router))
+
+
+# -- the low-level calls ---------------------------------------------------------------------
+
+
+@pytest.mark.req("API-9", "API-10")
+@pytest.mark.requires("python_api")
+def test_low_level_key_fetch_and_encryption(
+    impl: Any, http_server: Any, router: Any, client_key_dir: str
+) -> None:
+    """Evidence: client behaviour. fetch_server_public_key() returns the server key's PEM as
+    a str (API-9); encrypt_payload(payload) returns the package bytes, and refuses an empty
+    dict or a non-dict with ValueError (API-10)."""
+    low_class = _attr(impl, "SecureCompletionClient")
+    keys = Path(client_key_dir)
+    refused = {"empty dict": {}, "list": [{"role": "user"}], "string": "hello"}
+
+    async def go() -> dict[str, Any]:
+        low = low_class(http_server.url, allow_http=True)
+        found: dict[str, Any] = {}
+        try:
+            low.load_keys(str(keys / "private_key.pem"), str(keys / "public_key.pem"))
+            found["pem"] = await low.fetch_server_public_key()
+            for name, payload in refused.items():
+                try:
+                    await low.encrypt_payload(payload)
+                    found[name] = "no error"
+                except ValueError:
+                    found[name] = "ValueError"
+                except Exception as exc:
+                    found[name] = f"{type(exc).__name__}: {str(exc)[:80]}"
+            found["body"] = await low.encrypt_payload({"model": MODEL, "messages": messages()})
+        finally:
+            await _close(low)
+        return found
+
+    found = _run(go)
+    with expect.clause("API-9"):
+        pem = found["pem"]
+        expect.true(isinstance(pem, str), "the PEM as a str", type(pem).__name__)
+        expect.equal(str(pem).strip(), router.public_key_pem.strip(), "the fetched key")
+    with expect.clause("API-10"):
+        wrong = {name: found[name] for name in refused if found[name] != "ValueError"}
+        expect.true(not wrong, "ValueError for an empty dict and non-dict payloads", wrong)
+        body = found["body"]
+        expect.true(isinstance(body, (bytes, bytearray)), "the package bytes", type(body).__name__)
+        package = json.loads(bytes(body)) if isinstance(body, (bytes, bytearray)) else None
+        expect.true(
+            isinstance(package, dict) and "encrypted_aes_key" in package,
+            "a package (a JSON object with encrypted_aes_key)",
+            str(package)[:120],
+        )
+
+
+#: Keyword names that smell of switching TLS verification (TLS-9 forbids such an option).
+VERIFY_WORDS = re.compile(r"verif|insecure|ssl|tls|cert|hostname|trust|bundle", re.IGNORECASE)
+
+
+@pytest.mark.req("TLS-9")
+@pytest.mark.requires("python_api")
+def test_no_constructor_option_disables_verification(
+    impl: Any, tls_server: Any, router: Any, client_key_dir: str
+) -> None:
+    """Evidence: request. Every keyword of SecureChatCompletion whose name speaks of
+    verification, certificates, TLS or trust (ca_bundle included) is tried with the values
+    that switch verification off elsewhere (False, None, 0, "", True) against a server whose
+    certificate the client does not trust: nothing may get through the handshake."""
+    chat_class = _attr(impl, "SecureChatCompletion")
+    params = inspect.signature(chat_class.__init__).parameters
+    names = [n for n in params if n != "self" and VERIFY_WORDS.search(n)]
+    if not names:
+        expect.not_applicable("SecureChatCompletion has no keyword about verification")
+    through: list[str] = []
+    for name in names:
+        for value in (False, None, 0, "", True):
+
+            async def go(name: str = name, value: Any = value) -> None:
+                try:
+                    chat = chat_class(
+                        base_url=tls_server.url, key_dir=client_key_dir, **{name: value}
+                    )
+                except Exception:  # refusing the value is fine
+                    return
+                try:
+                    await chat.create(MODEL, messages())
+                except Exception:  # noqa: S110 - the request must fail; what matters is below
+                    pass
+                finally:
+                    await _close(chat)
+
+            router.reset()
+            _run(go)
+            if router.seen:
+                through.append(f"{name}={value!r}: {describe_seen(router)}")
+    expect.true(not through, "no keyword that lets an untrusted certificate through", through)
 
 
 # -- one instance, many tasks ----------------------------------------------------------------
@@ -294,7 +392,8 @@ def test_send_secure_request_refuses_bad_payload_ids(
 @pytest.mark.req("API-19")
 @pytest.mark.requires("python_api")
 def test_concurrent_first_calls_share_keys(impl: Any, http_server: Any, router: Any) -> None:
-    """16 concurrent create() calls on one new SecureChatCompletion (no key directory) all
+    """Evidence: request. 16 concurrent create() calls on one new SecureChatCompletion (no
+    key directory) all
     succeed with one client key pair and one fetch of the server key (SHOULD)."""
     chat_class = _attr(impl, "SecureChatCompletion")
 
@@ -401,12 +500,11 @@ def _memory_locking_unavailable() -> Iterator[None]:
 def test_call_succeeds_without_memory_locking(
     impl: Any, http_server: Any, router: Any, client_key_dir: str
 ) -> None:
-    """With RLIMIT_MEMLOCK at 0 (mlock fails), a secure_memory=True call still completes:
+    """Evidence: client behaviour. With RLIMIT_MEMLOCK at 0 (mlock fails), a
+    secure_memory=True call still completes:
     secure memory is best effort, never a reason to fail (a warning is allowed)."""
     with _memory_locking_unavailable():
-        result, exc = _one_create(
-            impl, http_server.url, key_dir=client_key_dir, secure_memory=True
-        )
+        result, exc = _one_create(impl, http_server.url, key_dir=client_key_dir, secure_memory=True)
     expect.true(
         exc is None,
         "a completion although memory cannot be locked",

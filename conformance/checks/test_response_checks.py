@@ -374,3 +374,53 @@ def test_content_type_of_a_200_is_ignored(
     counts."""
     scenario = Scenario.content_type(content_type, always=True)
     _accepted(ccall, router, scenario, f"Content-Type {content_type!r}")
+
+
+# -- base64 read strictly, unknown encrypted_payload members ignored (spec 1.0.1) --------------
+
+#: Genuine answers whose base64 text only is damaged: a lenient decoder (foreign characters
+#: skipped, padding added) reads the right bytes and the answer decrypts.
+LENIENT_BASE64: dict[str, Scenario] = {
+    "tag without padding": Scenario.tamper("tag", how="strip-padding", always=True),
+    "asterisk in ciphertext": Scenario.tamper("ciphertext", how="non-alphabet", always=True),
+    "space in nonce": Scenario.tamper("nonce", how="space", always=True),
+    "line break in encrypted_aes_key": Scenario.tamper(
+        "encrypted_aes_key", how="newline", always=True
+    ),
+}
+
+
+@pytest.mark.req("PKG-10", "CHK-7")
+@pytest.mark.parametrize("case", list(LENIENT_BASE64))
+def test_answer_base64_is_decoded_strictly(ccall: Any, router: Any, case: str) -> None:
+    """Evidence: answer. A genuine answer whose base64 lacks its padding or carries a
+    character outside the alphabet (a space, a line break, "*") is refused (PKG-10: a
+    receiver refuses non-alphabet characters and missing padding), with SecurityError
+    "decryption failed" (CHK-7: invalid base64 is a decryption failure of 11.2), although a
+    lenient decoder would read the right bytes: two decoders must never read one text
+    differently."""
+    error = _refused(ccall, router, LENIENT_BASE64[case], "security", case,
+                     kind_ids=("CHK-7",), returned_ids=("PKG-10", "CHK-7"),
+                     retry_id=None)  # fmt: skip
+    if error is not None:
+        with expect.clause("CHK-7"):
+            expect.true("decryption failed" in error.message.lower(),
+                        'the message "decryption failed"', error.message)  # fmt: skip
+
+
+@pytest.mark.req("PKG-11")
+@given(
+    member=st.sampled_from(
+        [("x_future", "ignored"), ("aad", ""), ("key_id", 7), ("tag2", None),
+         ("x_nested", {"a": [1, {"b": True}]})]
+    )
+)  # fmt: skip
+def test_unknown_encrypted_payload_member_ignored(
+    ccall: Any, router: Any, member: tuple[str, Any]
+) -> None:
+    """Evidence: answer. An answer whose real encrypted_payload carries one member besides
+    ciphertext, nonce and tag (a later 1.x addition) is processed like any other: returned,
+    not refused (PKG-11)."""
+    name, value = member
+    _accepted(ccall, router, Scenario.payload_member(name, value, always=True),
+              f"encrypted_payload member {name!r}")  # fmt: skip

@@ -24,7 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conformance import adapter as A
 from conformance.adapter import Adapter, ClientConfig, ErrorInfo, Outcome
-from tests.suite.toy_client import DEFECTS, ToyClient, ToyError, ToyOptions
+from tests.suite.toy_client import (
+    DEFECTS,
+    ToyClient,
+    ToyError,
+    ToyOptions,
+    check_public_file,
+    write_key_file,
+)
 
 
 def _options(config: ClientConfig, defects: frozenset[str] = frozenset()) -> ToyOptions:
@@ -69,6 +76,11 @@ class ToyAdapter(Adapter):
             A.KEY_FILES,
             A.LOG_CAPTURE,
             A.WARNINGS,
+            A.LOW_LEVEL,
+            A.SECURE_MEMORY,
+            A.KEY_DIR,
+            A.KEY_PASSWORD,
+            A.TIMEOUT,
         }
     )
     loggers = ("toy_client",)
@@ -76,6 +88,12 @@ class ToyAdapter(Adapter):
     def __init__(self, defects: frozenset[str] = frozenset()) -> None:
         self.defects = frozenset(defects)
         self.name = "toy" if not defects else "toy+" + "+".join(sorted(defects))
+        if "no_pinning" in self.defects:
+            self.capabilities = type(self).capabilities - {A.PINNING}
+
+    def describe_client(self, handle: Any) -> Outcome:
+        """The toy's printed forms of a client: repr() and str() (LOG-4)."""
+        return Outcome.success([repr(handle), str(handle)])
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -133,6 +151,23 @@ class ToyAdapter(Adapter):
         if isinstance(handle, ToyClient):
             handle.close()
 
+    def encrypt_payload(
+        self, config: ClientConfig | None, payload: Any, *, client: Any = None
+    ) -> Outcome:
+        def run() -> dict[str, Any]:
+            low = client
+            if low is None:
+                if config is None:
+                    raise A.AdapterError("encrypt_payload needs a config or a client")
+                low = ToyClient(_options(config, self.defects), self.defects)
+            body = low.encrypt_payload(payload)
+            return {"body": body, "public_key_pem": low.public_key_pem(), "client": low}
+
+        return self._run(run)
+
+    def decrypt_response(self, body: bytes, payload_id: str, *, client: Any) -> Outcome:
+        return self._run(lambda: client.decrypt_response(body, payload_id))
+
     def generate_keys(self, directory: str, password: str | None = None) -> Outcome:
         return self._run(lambda: _generate_keys(directory, password, self.defects))
 
@@ -142,7 +177,9 @@ class ToyAdapter(Adapter):
         public_key_path: str | None = None,
         password: str | None = None,
     ) -> Outcome:
-        return self._run(lambda: _load_keys(private_key_path, password, self.defects))
+        return self._run(
+            lambda: _load_keys(private_key_path, password, self.defects, public_key_path)
+        )
 
 
 def _generate_keys(directory: str, password: str | None, defects: frozenset[str]) -> dict:
@@ -161,21 +198,22 @@ def _generate_keys(directory: str, password: str | None, defects: frozenset[str]
     data = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(priv, 0o644 if "key_file_world_readable" in defects else 0o600)
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    write_key_file(priv, data, 0o644 if "key_file_world_readable" in defects else 0o600, defects)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    os.chmod(pub, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+    write_key_file(pub, public, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH, defects)
     return {"private_key_path": str(priv), "public_key_path": str(pub)}
 
 
-def _load_keys(private_key_path: str, password: str | None, defects: frozenset[str]) -> dict:
-    """Load a private key; a wrong or missing password is a clear ValueError (kind value)."""
+def _load_keys(
+    private_key_path: str,
+    password: str | None,
+    defects: frozenset[str],
+    public_key_path: str | None = None,
+) -> dict:
+    """Load a private key; a wrong or missing password is a clear ValueError (kind value), and
+    so is a public key file of another key."""
     data = Path(private_key_path).read_bytes()
     secret = password.encode() if password else None
     if "wrong_password_crash" in defects:
@@ -186,9 +224,13 @@ def _load_keys(private_key_path: str, password: str | None, defects: frozenset[s
         except (ValueError, TypeError):
             raise ToyError("value", "cannot load the private key (wrong password?)") from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ToyError("value", "not an RSA private key")
+        if "non_rsa_own_key_accepted" not in defects:
+            raise ToyError("value", "not an RSA private key")
+        return {"public_key_pem": ""}
     if key.key_size < 2048 and "weak_own_key_accepted" not in defects:
         raise ToyError("value", "the private key is shorter than 2048 bits")
+    if public_key_path is not None:
+        check_public_file(key, Path(public_key_path), defects)
     pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -223,6 +265,9 @@ API_DEFECTS: dict[str, str] = {
     "error_status_default_none": "exception subclasses do not default status_code",
     "connection_error_outside_api_error": "APIConnectionError subclasses Exception only",
     "constructor_fetches_key": "SecureChatCompletion() fetches the server key on construction",
+    "fetch_key_returns_bytes": "fetch_server_public_key() returns the PEM as bytes",
+    "empty_payload_encrypted": "encrypt_payload({}) encrypts '{}' instead of raising ValueError",
+    "verify_option_offered": "SecureChatCompletion(verify_ssl=False) switches verification off",
 }
 
 
@@ -234,6 +279,8 @@ SEED_CLIENT_DEFECTS = (
     "plaintext_chained",
     "crypto_error_chained",
     "unlocked_key_fetch",
+    "base_url_override_ignored",
+    "override_skips_https_rule",
 )
 
 
@@ -306,8 +353,20 @@ def seed_module(
             # the toy keeps keys as private_key.pem/public_key.pem in one directory
             self._key_dir = os.path.dirname(os.path.abspath(private_key_path))
 
+        def _toy(self) -> ToyClient:
+            options = ToyOptions(
+                base_url=self.router_url, allow_http=self.allow_http, key_dir=self._key_dir
+            )
+            return translated(lambda: ToyClient(options, client_defects))
+
         async def encrypt_payload(self, payload: dict) -> bytes:
-            raise NotImplementedError
+            toy = self._toy()
+            try:
+                if payload == {} and "empty_payload_encrypted" in defects:
+                    return toy._encrypt(b"{}", toy._server(toy._base_url()))
+                return translated(lambda: toy.encrypt_payload(payload))
+            finally:
+                toy.close()
 
         async def decrypt_response(self, encrypted_response: bytes, payload_id: str) -> dict:
             raise NotImplementedError
@@ -330,7 +389,17 @@ def seed_module(
                 client.close()
 
     async def fetch_key(self: Any) -> str:
-        raise NotImplementedError
+        toy = self._toy()
+        try:
+            key = translated(lambda: toy._fetch_server_key(translated(toy._base_url)))
+        finally:
+            toy.close()
+        pem = key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if "fetch_key_returns_bytes" in defects:
+            return pem  # type: ignore[return-value]
+        return pem.decode("ascii")
 
     def fetch_key_sync(self: Any) -> str:
         raise NotImplementedError
@@ -349,11 +418,13 @@ def seed_module(
             *,
             key_dir: Any = None,
             max_retries: int = 2,
+            _toy_defects: frozenset[str] = frozenset(),
         ) -> None:
             options = ToyOptions(base_url=base_url, allow_http=allow_http, api_key=api_key,
                                  key_dir=key_dir, max_retries=max_retries,
                                  secure_memory=secure_memory)  # fmt: skip
-            self.client = translated(lambda: ToyClient(options, client_defects))
+            broken = client_defects | _toy_defects
+            self.client = translated(lambda: ToyClient(options, broken))
             self._key_lock: asyncio.Lock | None = None
             if "constructor_fetches_key" in defects:
                 with contextlib.suppress(Exception):
@@ -405,6 +476,25 @@ def seed_module(
                      max_retries=max_retries)  # fmt: skip
 
         SecureChatCompletion.__init__ = reordered  # type: ignore[method-assign]
+    if "verify_option_offered" in defects:
+        plain_init = SecureChatCompletion.__init__
+
+        def with_verify(
+            self: Any,
+            base_url: str = "https://api.nomyo.ai",
+            allow_http: bool = False,
+            api_key: Any = None,
+            secure_memory: bool = True,
+            *,
+            key_dir: Any = None,
+            max_retries: int = 2,
+            verify_ssl: bool = True,
+        ) -> None:
+            off = frozenset() if verify_ssl else frozenset({"no_tls_verify"})
+            plain_init(self, base_url, allow_http, api_key, secure_memory, key_dir=key_dir,
+                       max_retries=max_retries, _toy_defects=off)  # fmt: skip
+
+        SecureChatCompletion.__init__ = with_verify  # type: ignore[method-assign]
     if "sync_create" in defects:
 
         def create_sync(self: Any, model: str, messages: list, **kwargs: Any) -> dict:

@@ -100,7 +100,8 @@ def test_official_exceptions_map_to_canonical_kinds() -> None:
     kinds.update({getattr(nomyo, n): k for n, k in SEED_KINDS.items()})
     assert not issubclass(nomyo.APIConnectionError, nomyo.APIError)
     assert error_info(nomyo.APIConnectionError("x"), kinds).kind == "connection"
-    assert error_info(ConnectionError("x"), kinds).kind == "connection"
+    # only the port's own APIConnectionError is `connection`; a built-in one escaping is a crash
+    assert error_info(ConnectionError("x"), kinds).kind == Kind.INTERNAL.value
     assert error_info(ValueError("x"), kinds).kind == "value"
     assert error_info(nomyo.ForbiddenError("f"), kinds).kind == "forbidden"
     assert error_info(nomyo.APIError("a", 502), kinds).status_code == 502
