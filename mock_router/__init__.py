@@ -29,7 +29,7 @@ from .model import SCRIPTED_CONTENT, SCRIPTED_MODEL, FakeModel, count_tokens, mi
 from .record import SeenRequest
 from .replay import ReplayCache
 from .router import FAKE_DEVICE_HASH, MockRouter
-from .scenarios import KEY_PATH, POST_PATH, Scenario
+from .scenarios import KEY_PATH, POST_PATH, REQUEST_ID, Scenario
 from .server import RunningServer, make_tls_files, serve
 from .validation import MAX_BODY_BYTES, MAX_PLAINTEXT_BYTES
 
@@ -44,6 +44,7 @@ __all__ = [
     "POST_PATH",
     "REFUSAL_CODES",
     "REFUSAL_REQUIREMENTS",
+    "REQUEST_ID",
     "SCRIPTED_CONTENT",
     "SCRIPTED_MODEL",
     "VARIANT_CODES",

@@ -37,7 +37,14 @@ from starlette.types import Receive, Scope, Send
 from . import crypto, shaping
 from .model import scripted_completion
 from .record import SeenRequest
-from .scenarios import KEY_PATH, POST_PATH, Scenario
+from .scenarios import (
+    KEY_PATH,
+    POST_PATH,
+    REQUEST_ID,
+    Scenario,
+    tamper_base64,
+    transform_payload_id,
+)
 from .validation import (
     DEFAULT_TIER,
     TIERS,
@@ -235,6 +242,11 @@ def _package_text(package: dict[str, Any], sc: Scenario | None) -> str:
     if sc.kind == "nested":
         return shaping.nested(package, sc.params["depth"])
     return json.dumps(package)
+
+
+def _own(value: Any, payload_id: str) -> Any:
+    """A scenario value with ``REQUEST_ID`` standing for the request's own payload id."""
+    return payload_id if value == REQUEST_ID else copy.deepcopy(value)
 
 
 def _flip(b64text: str) -> str:
@@ -468,7 +480,10 @@ class _Handlers:
                 if params["value"] is None:
                     completion["_metadata"].pop("payload_id", None)
                 else:
-                    completion["_metadata"]["payload_id"] = params["value"]
+                    completion["_metadata"]["payload_id"] = _own(params["value"], payload_id)
+            elif kind == "payload_id_like":
+                completion["_metadata"]["payload_id"] = transform_payload_id(
+                    payload_id, params["transform"])
             elif kind == "no_metadata":
                 completion.pop("_metadata", None)
             elif kind == "metadata":
@@ -476,7 +491,7 @@ class _Handlers:
                     if value is None:
                         completion["_metadata"].pop(name, None)
                     else:
-                        completion["_metadata"][name] = copy.deepcopy(value)
+                        completion["_metadata"][name] = _own(value, payload_id)
             plaintext = _plaintext_text(completion, sc).encode("utf-8")
         recipient: rsa.RSAPublicKey = (self.router.other_key() if kind == "wrong_recipient"
                                        else client_key)
@@ -490,16 +505,21 @@ class _Handlers:
         package["processed_at"] = now
         if kind == "tamper":
             name = params["field"]
-            if name == "encrypted_aes_key":
-                package[name] = _flip(package[name])
-            else:
-                package["encrypted_payload"][name] = _flip(package["encrypted_payload"][name])
+            holder = package if name == "encrypted_aes_key" else package["encrypted_payload"]
+            how = params.get("how", "flip")
+            changed = _flip(holder[name]) if how == "flip" else tamper_base64(holder[name], how)
+            assert changed is not None  # strip-padding is for the tag, always "=="-padded
+            holder[name] = changed
         elif kind == "package":
             for name, value in params["overrides"].items():
                 if value is None:
                     package.pop(name, None)
                 else:
-                    package[name] = copy.deepcopy(value)
+                    package[name] = _own(value, payload_id)
+        elif kind == "payload_id" and "top_level" in params:
+            package["payload_id"] = _own(params["top_level"], payload_id)
+        elif kind == "payload_member":
+            package["encrypted_payload"][params["name"]] = copy.deepcopy(params["value"])
         return _package_text(package, sc).encode("utf-8")
 
     # -- 404 / 405 -----------------------------------------------------------------------

@@ -34,7 +34,8 @@ TAMPER_FIELDS = ("ciphertext", "tag", "nonce", "encrypted_aes_key")
 #: Kinds that shape a 200 answer (these take ``always``).
 ANSWER_KINDS = ("payload_id", "no_metadata", "tamper", "package", "plaintext",
                 "wrong_recipient", "completion", "key_wrap", "content_type", "metadata",
-                "duplicate", "large", "nested", "scripted")
+                "duplicate", "large", "nested", "scripted", "payload_id_like",
+                "payload_member")
 KINDS = ("status", "delay", "drop", *ANSWER_KINDS)
 #: Where ``Scenario.duplicate`` repeats a member name.
 DUPLICATE_WHERE = ("package", "encrypted_payload", "plaintext", "metadata")
@@ -46,6 +47,51 @@ MAX_NESTING = 1_000_000
 SAME = "__mock_router_same_value__"
 #: Other ways of wrapping the answer's AES key (ENC-6: a client must refuse every one).
 KEY_WRAP_PADDINGS = ("oaep-sha1", "oaep-mgf1-sha1", "oaep-label", "pkcs1v15")
+#: How ``Scenario.tamper`` changes a real base64 value: "flip" one bit of the decoded bytes;
+#: "strip-padding" removes its trailing "=" (the tag only: 16 bytes always end in "==");
+#: "non-alphabet" inserts "*", "space" a " ", "newline" a "\r\n" in the middle. The last
+#: four leave the bytes a lenient decoder reads unchanged (PKG-10: a receiver must refuse).
+TAMPER_HOWS = ("flip", "strip-padding", "non-alphabet", "space", "newline")
+#: Where ``tamper(how=...)`` inserts into the value: this character string.
+TAMPER_INSERTS = {"non-alphabet": "*", "space": " ", "newline": "\r\n"}
+#: How ``Scenario.payload_id_like`` changes the request's own id (PID-6: "exactly equal").
+PAYLOAD_ID_TRANSFORMS = ("upper", "strip-hyphens", "pad-space", "truncate")
+#: Stands for the request's own ``X-Payload-ID`` in ``payload_id(value, top_level=...)``,
+#: ``package(**overrides)`` and ``metadata(**overrides)`` values (top-level values only).
+REQUEST_ID = "__mock_router_request_payload_id__"
+#: The members of ``encrypted_payload`` (``payload_member`` adds any other).
+PAYLOAD_MEMBERS = ("ciphertext", "nonce", "tag")
+
+
+def transform_payload_id(value: str, how: str) -> str:
+    """``value`` changed by ``how`` (PAYLOAD_ID_TRANSFORMS), never equal to ``value``:
+    "upper" upper-cases it (lower-cases an id that is already upper-case), "strip-hyphens"
+    removes its hyphens, "pad-space" appends one space, "truncate" drops its last
+    character. Where "upper" or "strip-hyphens" would change nothing (an id without letters
+    or without hyphens: never a canonical UUID, PID-2), the id is truncated instead."""
+    if how == "upper":
+        out = value.upper() if value.upper() != value else value.lower()
+    elif how == "strip-hyphens":
+        out = value.replace("-", "")
+    elif how == "pad-space":
+        out = value + " "
+    elif how == "truncate":
+        out = value[:-1]
+    else:
+        raise ValueError(f"payload id transform must be one of "
+                         f"{', '.join(PAYLOAD_ID_TRANSFORMS)}")
+    return out if out != value else value[:-1]
+
+
+def tamper_base64(value: str, how: str) -> str | None:
+    """The base64 text ``value`` changed by ``how`` other than "flip" (TAMPER_HOWS), or None
+    when it has no padding to strip. Inserts go in the middle of the data characters, so a
+    decoder that skips foreign characters reads the original bytes."""
+    data = value.rstrip("=")
+    if how == "strip-padding":
+        return data if data != value else None
+    middle = len(data) // 2
+    return value[:middle] + TAMPER_INSERTS[how] + value[middle:]
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -105,10 +151,18 @@ class Scenario:
                    times, path)
 
     @classmethod
-    def payload_id(cls, value: str | None, *, times: int = 1,
+    def payload_id(cls, value: Any, *, top_level: Any = None, times: int = 1,
                    always: bool = False) -> Scenario:
-        """Bind the answer to another payload id (None: leave ``payload_id`` out)."""
-        return cls("payload_id", {"value": value}, times, always=always)
+        """Bind the answer to another payload id (None: leave ``payload_id`` out;
+        ``REQUEST_ID``: the request's own). ``top_level``: also put a member "payload_id"
+        with this value at the package's unencrypted top level (``REQUEST_ID``: the
+        request's own id), e.g. ``payload_id(other, top_level=REQUEST_ID)``: bound to
+        ``other`` inside the encryption, to the request outside it (PID-7: a client binds
+        on what decrypted only, so it refuses)."""
+        params: dict[str, Any] = {"value": copy.deepcopy(value)}
+        if top_level is not None:
+            params["top_level"] = copy.deepcopy(top_level)
+        return cls("payload_id", params, times, always=always)
 
     @classmethod
     def no_metadata(cls, *, times: int = 1, always: bool = False) -> Scenario:
@@ -116,11 +170,53 @@ class Scenario:
         return cls("no_metadata", {}, times, always=always)
 
     @classmethod
-    def tamper(cls, field: str, *, times: int = 1, always: bool = False) -> Scenario:
-        """Flip one bit of a crypto field of the answer (the client must refuse it)."""
+    def tamper(cls, field: str, *, how: str = "flip", times: int = 1,
+               always: bool = False) -> Scenario:
+        """Damage one crypto field of the answer (the client must refuse it). ``how``
+        (``TAMPER_HOWS``): "flip" one bit of its bytes (the default; a GCM or OAEP failure);
+        or change only its base64 text, which a lenient decoder still reads as the right
+        bytes (PKG-10 receiver side, CHK-7: a strict one refuses): "strip-padding" removes
+        the tag's "==" (``field`` must be "tag"), "non-alphabet" inserts "*", "space" a
+        space, "newline" a CR LF, in the middle of the value."""
         if field not in TAMPER_FIELDS:
             raise ValueError(f"tamper field must be one of {', '.join(TAMPER_FIELDS)}")
-        return cls("tamper", {"field": field}, times, always=always)
+        if how not in TAMPER_HOWS:
+            raise ValueError(f"tamper how must be one of {', '.join(TAMPER_HOWS)}")
+        if how == "strip-padding" and field != "tag":
+            raise ValueError("strip-padding applies to the tag only (the one value whose "
+                             "padding does not depend on key or message size)")
+        params: dict[str, Any] = {"field": field}
+        if how != "flip":
+            params["how"] = how
+        return cls("tamper", params, times, always=always)
+
+    @classmethod
+    def payload_id_like(cls, transform: str, *, times: int = 1,
+                        always: bool = False) -> Scenario:
+        """Bind the answer to a near miss of the request's own X-Payload-ID (PID-6: "exactly
+        equal"): ``transform`` is "upper" (upper-cased), "strip-hyphens", "pad-space" (a
+        trailing space) or "truncate" (the last character dropped); see
+        ``transform_payload_id``. A client comparing case-insensitively, without hyphens,
+        after strip() or by prefix accepts it; a conforming one refuses (SecurityError)."""
+        if transform not in PAYLOAD_ID_TRANSFORMS:
+            raise ValueError(f"payload id transform must be one of "
+                             f"{', '.join(PAYLOAD_ID_TRANSFORMS)}")
+        return cls("payload_id_like", {"transform": transform}, times, always=always)
+
+    @classmethod
+    def payload_member(cls, name: str, value: Any, *, times: int = 1,
+                       always: bool = False) -> Scenario:
+        """The normal answer with one more member ``name`` inside its real
+        ``encrypted_payload`` (PKG-11: receivers ignore it; later 1.x versions may add
+        one). ``name`` must not be ciphertext, nonce or tag (``package()`` replaces the
+        whole ``encrypted_payload``)."""
+        if not isinstance(name, str):
+            raise TypeError("payload member name must be a string")
+        if name in PAYLOAD_MEMBERS:
+            raise ValueError(f"payload_member adds a member; {name!r} is one of "
+                             f"{', '.join(PAYLOAD_MEMBERS)}")
+        return cls("payload_member", {"name": name, "value": copy.deepcopy(value)}, times,
+                   always=always)
 
     @classmethod
     def package(cls, *, times: int = 1, always: bool = False, **overrides: Any) -> Scenario:
@@ -274,11 +370,16 @@ class Scenario:
                                   content_type=desc.pop("content_type", None),
                                   headers=desc.pop("headers", None), path=path, times=times)
             if kind == "payload_id":
-                return cls.payload_id(desc.pop("value"), **opts)
+                return cls.payload_id(desc.pop("value"), top_level=desc.pop("top_level", None),
+                                      **opts)
+            if kind == "payload_id_like":
+                return cls.payload_id_like(desc.pop("transform"), **opts)
+            if kind == "payload_member":
+                return cls.payload_member(desc.pop("name"), desc.pop("value"), **opts)
             if kind == "no_metadata":
                 return cls.no_metadata(**opts)
             if kind == "tamper":
-                return cls.tamper(desc.pop("field"), **opts)
+                return cls.tamper(desc.pop("field"), how=desc.pop("how", "flip"), **opts)
             if kind == "package":
                 overrides = desc.pop("overrides", {})
                 if not isinstance(overrides, dict):

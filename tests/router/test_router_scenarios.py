@@ -413,3 +413,136 @@ async def test_new_scenario_constructor_errors_and_descriptions():
     for sc in (Scenario.key_wrap("pkcs1v15"), Scenario.content_type(None),
                Scenario.content_type("text/plain")):
         assert Scenario.from_description(sc.describe()) == sc
+
+
+# -- the wire checks of spec 1.0.1: PKG-10 receiver side, PKG-11, PID-6, PID-7 ---------------
+
+def _strict(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+@pytest.mark.parametrize("how", ["non-alphabet", "space", "newline"])
+@pytest.mark.parametrize("field", ["ciphertext", "tag", "nonce", "encrypted_aes_key"])
+async def test_tamper_base64_text_only(http, router, wire, field, how):
+    """The value's text gains a foreign character in the middle of its data; a lenient
+    decoder (skipping it) still reads the genuine bytes, a strict one refuses."""
+    router.push(Scenario.tamper(field, how=how))
+    res = await wire.create(http, CHAT, decrypt=False)
+    assert res.response.status_code == 200
+    pkg = res.response.json()
+    holder = pkg if field == "encrypted_aes_key" else pkg["encrypted_payload"]
+    inserted = {"non-alphabet": "*", "space": " ", "newline": "\r\n"}[how]
+    assert inserted in holder[field]
+    with pytest.raises(ValueError, match=r"base64|Non-base64|padding|Incorrect"):
+        _strict(holder[field])
+    lenient = json.loads(open_package(wire.key, pkg))  # b64decode skips the character
+    assert lenient["_metadata"]["payload_id"] == res.payload_id
+
+
+async def test_tamper_strip_padding_of_the_tag(http, router, wire):
+    router.push(Scenario.tamper("tag", how="strip-padding"))
+    res = await wire.create(http, CHAT, decrypt=False)
+    pkg = res.response.json()
+    tag = pkg["encrypted_payload"]["tag"]
+    assert len(tag) == 22
+    assert "=" not in tag
+    with pytest.raises(ValueError, match=r"padding|Incorrect"):
+        _strict(tag)
+    pkg["encrypted_payload"]["tag"] = tag + "=="  # the genuine answer once re-padded
+    assert json.loads(open_package(wire.key, pkg))["_metadata"]["payload_id"] == res.payload_id
+
+
+@pytest.mark.parametrize(("transform", "expected"), [
+    ("upper", lambda pid: pid.upper()),
+    ("strip-hyphens", lambda pid: pid.replace("-", "")),
+    ("pad-space", lambda pid: pid + " "),
+    ("truncate", lambda pid: pid[:-1]),
+])
+async def test_payload_id_like(http, router, wire, transform, expected):
+    router.push(Scenario.payload_id_like(transform))
+    res = await wire.create(http, CHAT)
+    got = res.completion["_metadata"]["payload_id"]
+    assert got == expected(res.payload_id) != res.payload_id
+
+
+async def test_transform_payload_id_never_returns_the_id():
+    from mock_router.scenarios import transform_payload_id
+
+    assert transform_payload_id("ABC-1", "upper") == "abc-1"
+    assert transform_payload_id("123", "upper") == "12"
+    assert transform_payload_id("abc", "strip-hyphens") == "ab"
+    assert transform_payload_id("a", "truncate") == ""
+
+
+async def test_payload_member_inside_encrypted_payload(http, router, wire):
+    router.push(Scenario.payload_member("x_future", {"a": [1]}))
+    res = await wire.create(http, CHAT)
+    inner = res.package["encrypted_payload"]
+    assert inner["x_future"] == {"a": [1]}
+    assert set(inner) == {"ciphertext", "nonce", "tag", "x_future"}
+    assert res.completion["_metadata"]["payload_id"] == res.payload_id
+
+
+async def test_payload_id_with_a_top_level_member(http, router, wire):
+    from mock_router import REQUEST_ID
+
+    router.push(Scenario.payload_id("someone-else", top_level=REQUEST_ID),
+                Scenario.package(payload_id=REQUEST_ID),
+                Scenario.metadata(payload_id=REQUEST_ID, security_tier="high"))
+    res = await wire.create(http, CHAT)
+    assert res.package["payload_id"] == res.payload_id
+    assert res.completion["_metadata"]["payload_id"] == "someone-else"
+    res = await wire.create(http, CHAT)
+    assert res.package["payload_id"] == res.payload_id
+    assert res.completion["_metadata"]["payload_id"] == res.payload_id
+    res = await wire.create(http, CHAT)
+    assert "payload_id" not in res.package
+    assert res.completion["_metadata"]["payload_id"] == res.payload_id
+
+
+async def test_wire_101_scenarios_answer_a_refused_request(http, router, wire):
+    """always=True: the answers are built from the headers alone."""
+    from mock_router import REQUEST_ID
+
+    router.push(Scenario.tamper("tag", how="strip-padding", always=True),
+                Scenario.payload_id_like("upper", always=True),
+                Scenario.payload_member("x", 1, always=True),
+                Scenario.payload_id("other", top_level=REQUEST_ID, always=True))
+    answers = []
+    for _ in range(4):
+        pid = str(uuid.uuid4())
+        r = await http.post(POST_PATH, content=b"{}",
+                            headers={"X-Payload-ID": pid, "X-Public-Key": wire.pem,
+                                     "Content-Type": "application/octet-stream"})
+        assert r.status_code == 200, r.text
+        assert router.seen[-1].valid is False
+        answers.append((pid, r.json()))
+    (_, a0), (p1, a1), (_, a2), (p3, a3) = answers
+    assert len(a0["encrypted_payload"]["tag"]) == 22
+    assert json.loads(open_package(wire.key, a1))["_metadata"]["payload_id"] == p1.upper()
+    assert a2["encrypted_payload"]["x"] == 1
+    assert a3["payload_id"] == p3
+    assert json.loads(open_package(wire.key, a3))["_metadata"]["payload_id"] == "other"
+
+
+async def test_wire_101_constructor_errors_and_descriptions():
+    from mock_router import REQUEST_ID
+
+    with pytest.raises(ValueError, match="tamper how"):
+        Scenario.tamper("tag", how="rot13")
+    with pytest.raises(ValueError, match="tag only"):
+        Scenario.tamper("nonce", how="strip-padding")
+    with pytest.raises(ValueError, match="payload id transform"):
+        Scenario.payload_id_like("lower")
+    with pytest.raises(ValueError, match="adds a member"):
+        Scenario.payload_member("tag", "AAAA")
+    with pytest.raises(TypeError):
+        Scenario.payload_member(3, "x")  # type: ignore[arg-type]
+    for sc in (Scenario.tamper("tag", how="strip-padding", always=True),
+               Scenario.tamper("nonce", how="newline"), Scenario.tamper("tag"),
+               Scenario.payload_id_like("pad-space", times=2),
+               Scenario.payload_member("x_future", [1, None], always=True),
+               Scenario.payload_id("x", top_level=REQUEST_ID),
+               Scenario.payload_id(None)):
+        assert Scenario.from_description(sc.describe()) == sc
+    assert "how" not in Scenario.tamper("tag").describe()
