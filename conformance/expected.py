@@ -33,6 +33,7 @@ class ExpectedFailures:
 
     entries: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
+    preamble: str = ""  # the leading comment block, kept when the file is rewritten
 
     def __contains__(self, check_id: object) -> bool:
         return check_id in self.entries
@@ -49,16 +50,19 @@ class ExpectedFailures:
 
 def parse(text: str, source: str = "<text>") -> ExpectedFailures:
     entries: dict[str, str] = {}
+    preamble: list[str] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
+            if not entries:
+                preamble.append(raw.rstrip() + "\n")
             continue
         check_id, _, reason = line.partition(" #")
         check_id = check_id.strip()
         if not check_id or (" " in check_id and "[" not in check_id):
             raise ExpectedFailuresError(f"{source}:{number}: not a check id: {raw!r}")
         entries[check_id] = reason.strip()
-    return ExpectedFailures(entries)
+    return ExpectedFailures(entries, preamble="".join(preamble))
 
 
 def load(path: str | Path) -> ExpectedFailures:
@@ -72,9 +76,11 @@ def load(path: str | Path) -> ExpectedFailures:
     return loaded
 
 
-def render(failing: Iterable[str], reasons: Mapping[str, str], default_reason: str) -> str:
-    """The file text listing `failing`, keeping known reasons."""
-    lines = [HEADER]
+def render(
+    failing: Iterable[str], reasons: Mapping[str, str], default_reason: str, preamble: str = ""
+) -> str:
+    """The file text listing `failing`, keeping known reasons and the file's own preamble."""
+    lines = [preamble or HEADER]
     for check_id in sorted(set(failing)):
         reason = reasons.get(check_id) or default_reason
         lines.append(f"{check_id}  # {reason}\n" if reason else f"{check_id}\n")

@@ -109,7 +109,7 @@ def _update_expected(state: ConformanceState) -> None:
             reasons[result.check_id] = old.get(result.check_id) or (
                 f"TODO: explain ({result.verdict} {', '.join(result.requirements)})"
             )
-    write_atomic(path, expected_mod.render(reasons, reasons, ""))
+    write_atomic(path, expected_mod.render(reasons, reasons, "", state.expected.preamble))
     state.messages.append(f"expected failures rewritten: {path} ({len(reasons)} entries)")
 
 

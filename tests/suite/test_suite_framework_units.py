@@ -132,3 +132,13 @@ def test_failure_message_lists_every_failure_of_a_group() -> None:
     assert failure_message(group, "") == "expected <a>, actual <b>\nKeyError: 'k'"
     assert failure_message(ValueError("v"), "") == "ValueError: v"
     assert failure_message(None, "fallback") == "fallback"
+
+
+def test_rewriting_an_expected_failures_file_keeps_its_preamble() -> None:
+    from conformance import expected
+
+    text = "# about this client\n#  (a) a root cause\n\nmod::test_a  # why\n"
+    parsed = expected.parse(text)
+    assert parsed.preamble == "# about this client\n#  (a) a root cause\n\n"
+    rewritten = expected.render({"mod::test_b"}, {"mod::test_b": "new"}, "", parsed.preamble)
+    assert rewritten == "# about this client\n#  (a) a root cause\n\nmod::test_b  # new\n"
