@@ -36,6 +36,7 @@ class Blocked(Skipped):
         super().__init__(msg=f"{BLOCKED_PREFIX}{by}: {why}", pytrace=False)
         self.by = by
         self.why = why
+        self.judged: frozenset[str] = frozenset()  # ids a passed clause judged before
 
 
 def blocked_by(reason: str) -> str | None:
@@ -81,6 +82,7 @@ class Ledger:
 
     allowed: tuple[str, ...]
     failures: list[Charge] = field(default_factory=list)
+    passed: set[str] = field(default_factory=set)  # ids whose clauses all held so far
 
 
 _active: Ledger | None = None
@@ -124,6 +126,8 @@ def clause(*ids: str) -> Iterator[None]:
             )
     try:
         yield
+        if ledger is not None:
+            ledger.passed.update(ids)
     except ChargedAssertion:
         raise  # an inner clause already charged it
     except AssertionError as exc:
@@ -133,7 +137,13 @@ def clause(*ids: str) -> Iterator[None]:
 
 
 def finish(ledger: Ledger, error: BaseException | None) -> BaseException | None:
-    """What a check ends with, given its soft failures and what its body raised (if any)."""
+    """What a check ends with, given its soft failures and what its body raised (if any).
+
+    A BLOCKED check keeps the verdicts of the clauses it did judge before it stopped: their
+    ids travel on the exception (`judged`) and PASS instead of being BLOCKED."""
+    if isinstance(error, Blocked):
+        failed = {rid for c in ledger.failures for rid in c.ids}
+        error.judged = frozenset(ledger.passed - failed)
     if not ledger.failures:
         return error
     charges = list(ledger.failures)

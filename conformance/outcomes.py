@@ -49,9 +49,15 @@ def charge_verdicts(
     def level_verdict(rid: str) -> str:
         return FAIL if rid in known and known[rid].strict else NON_STRICT
 
+    if verdict == BLOCKED:
+        judged = getattr(exc, "judged", frozenset())
+        blocker = getattr(exc, "by", None)
+        return {
+            rid: _charge(PASS, "") if rid in judged else _charge(BLOCKED, message, blocker)
+            for rid in ids
+        }
     if verdict not in (FAIL, NON_STRICT):
-        blocker = getattr(exc, "by", None) if verdict == BLOCKED else None
-        return {rid: _charge(verdict, message, blocker) for rid in ids}
+        return {rid: _charge(verdict, message) for rid in ids}
     failed, stopped = charged_ids(exc, all_ids)
     texts = messages_by_id(exc, all_ids)
     blocked = getattr(exc, "blocked", None)
@@ -60,6 +66,8 @@ def charge_verdicts(
     for rid in ids:
         if rid in failed:
             charges[rid] = _charge(level_verdict(rid), "\n".join(texts.get(rid, [message])))
+        elif isinstance(blocked, Blocked) and rid in blocked.judged:
+            charges[rid] = _charge(PASS, "")
         elif isinstance(blocked, Blocked):
             charges[rid] = _charge(BLOCKED, str(blocked.msg), blocked.by)
         elif stopped and first is not None:

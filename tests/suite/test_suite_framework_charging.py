@@ -47,6 +47,13 @@ def test_blocked(impl):
     expect.blocked("AAA-1", "no completion to look at")
 
 
+@pytest.mark.req("AAA-2", "BBB-1")
+def test_judged_then_blocked(impl):
+    with expect.clause("AAA-2"):
+        expect.equal(1, 1, "judged before the block")
+    expect.blocked("AAA-1", "the rest needs AAA-1")
+
+
 @pytest.mark.req("BBB-2")
 def test_empty_evidence(impl):
     expect.evidence([], "a recorded request")
@@ -186,9 +193,18 @@ def test_blocked_names_its_root_cause_first(runs: dict[str, Run]) -> None:
     report = result.report()
     assert result.requirement_verdicts()["CCC-1"] == "BLOCKED"
     causes = {c["requirement"]: c for c in report["root_causes"]}
-    assert causes["AAA-1"]["blocks_checks"] == ["test_charged::test_blocked"]
+    assert causes["AAA-1"]["blocks_checks"] == [
+        "test_charged::test_blocked",
+        "test_charged::test_judged_then_blocked",
+    ]
     assert causes["AAA-1"]["verdict"] == "FAIL"
-    assert "fix AAA-1 first (FAIL): it blocks 1 check of CCC-1" in result.stdout
+    assert "fix AAA-1 first (FAIL): it blocks 2 checks of BBB-1, CCC-1" in result.stdout
+
+
+def test_a_block_keeps_the_clauses_judged_before_it(runs: dict[str, Run]) -> None:
+    result = runs["charged"].result()
+    charges = _charges(result, "test_charged::test_judged_then_blocked")
+    assert charges == {"AAA-2": "PASS", "BBB-1": "BLOCKED"}
 
 
 def test_empty_evidence_never_passes(runs: dict[str, Run]) -> None:
