@@ -50,6 +50,7 @@ DEFECTS: dict[str, str] = {
     "one_error_class": "every non-200 answer is one error (kind api) without a status",
     "hang_on_drop": "hangs when the connection is dropped before a complete answer",
     "stdout_logging": "an HTTP library that prints each request to stdout",
+    "keys_in_cwd": "without a key directory, keys are saved to ./client_keys (its own cwd)",
 }
 
 PROTOCOL = "nomyo-testee/1"
@@ -533,6 +534,9 @@ class Client:
         if self._private is None:
             if self.key_dir is None:
                 self._private = new_key()
+                if DEFECT == "keys_in_cwd":  # a port that "helpfully" persists its keys
+                    os.makedirs("client_keys", exist_ok=True)
+                    save_key_pair(self._private, "client_keys", None)
             else:
                 private = os.path.join(self.key_dir, "private_key.pem")
                 public = os.path.join(self.key_dir, "public_key.pem")

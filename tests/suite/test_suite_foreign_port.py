@@ -42,6 +42,8 @@ EXPECTED: dict[str, set[str]] = {
     "hang_on_drop": {"ERR-10"},
     # breaks the testee protocol, not the NOMYO protocol: every call is ERRORED, nothing FAILs
     "stdout_logging": {"HDR-6", "HDR-7"},
+    # writes ./client_keys/ into the testee's own working directory, which the suite watches
+    "keys_in_cwd": {"KEY-12"},
 }
 #: The checks a defect's run is narrowed to (None: the whole suite).
 NARROW: dict[str, str | None] = {
@@ -54,6 +56,7 @@ NARROW: dict[str, str | None] = {
     # load a key pair, none makes one: a 4096-bit generation could outlast HANG_TIMEOUT)
     "hang_on_drop": "ERR-*,HDR-6,HDR-7,HDR-8,HDR-11",
     "stdout_logging": "HDR-6,HDR-7",
+    "keys_in_cwd": "KEY-12",
 }
 HANG_TIMEOUT = "8"  # --testee-timeout of the hang run: the hang costs this once
 
@@ -142,7 +145,8 @@ def test_the_port_without_defects_passes(runs: dict[str, tuple[Run, Path]]) -> N
 
 
 @pytest.mark.parametrize(
-    "defect", ["tag_appended", "pid_not_uuid", "no_answer_checks", "one_error_class"]
+    "defect",
+    ["tag_appended", "pid_not_uuid", "no_answer_checks", "one_error_class", "keys_in_cwd"],
 )
 def test_each_defect_fails_exactly_its_requirements(
     runs: dict[str, tuple[Run, Path]], defect: str
